@@ -1,0 +1,119 @@
+"""Multilayer perceptron baseline with the same width-list interface as the KAN.
+
+Derivatives w.r.t. the input are pushed forward like the KAN's (`jet`): through z = W h + b they
+are multiplied by W, through a = sigma(z) by the chain rule
+(da = sigma'(z) dz, d2a_p = sigma''(z) dz^T Q_p dz + sigma'(z) d2z_p), so both models train on
+their fastest path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from kanpde.derivatives import Jet, input_jet, quadratic, second_weights
+from kanpde.validate import check_choice, check_width
+
+
+def _tanh_jet(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    t = torch.tanh(z)
+    d1 = 1 - t * t
+    return t, d1, -2 * t * d1
+
+
+def _silu_jet(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    s = torch.sigmoid(z)
+    return z * s, s * (1 + z * (1 - s)), s * (1 - s) * (2 + z * (1 - 2 * s))
+
+
+def _sin_jet(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    s = torch.sin(z)
+    return s, torch.cos(z), -s
+
+
+ACTIVATIONS = {"tanh": _tanh_jet, "silu": _silu_jet, "sin": _sin_jet}
+
+
+@dataclass
+class MLPConfig:
+    """Constructor arguments of an MLP; config keys are these names."""
+
+    width: list[int] = field(default_factory=lambda: [2, 100, 100, 100, 1])
+    activation: str = "tanh"
+
+
+class MLP(nn.Module):
+    """Fully connected network, Glorot-uniform weights and zero biases.
+
+    Args:
+        width: layer widths, input first, e.g. [2, 100, 100, 100, 1].
+        activation: one of `ACTIVATIONS` (tanh, silu, sin), applied after every hidden layer.
+        generator: source of the initial weights.
+        dtype: parameter precision.
+    """
+
+    def __init__(
+        self,
+        width: list[int] = (2, 100, 100, 100, 1),
+        activation: str = "tanh",
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        width = check_width(width, "model.width")
+        check_choice(activation, "model.activation", tuple(ACTIVATIONS))
+        self.config = MLPConfig(list(width), activation)
+        self._act = ACTIVATIONS[activation]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for a, b in zip(width[:-1], width[1:]):
+            bound = math.sqrt(6.0 / (a + b))
+            w = (torch.rand(a, b, generator=generator, dtype=dtype) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w))  # (n_in, n_out)
+            self.biases.append(nn.Parameter(torch.zeros(b, dtype=dtype)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, width[0]) -> (N, width[-1])."""
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = x @ w + b
+            if i < last:
+                x = self._act(x)[0]
+        return x
+
+    def jet(self, x: Tensor, mode: str = "laplacian") -> Jet:
+        """Value, input gradient and second derivatives in one forward pass.
+
+        Args:
+            x: (N, d) points.
+            mode: second-derivative layout, see `kanpde.derivatives`.
+
+        Returns:
+            Jet with value (N, m), grad (N, m, d), second (N, m, P).
+        """
+        h = input_jet(x, mode)
+        n, d = x.shape
+        q = second_weights(mode, d, x.dtype, x.device) if mode != "none" else None
+        # Stack value, gradient and second channels along the batch: one matmul per layer.
+        z = torch.cat([h.value.unsqueeze(0), h.grad.permute(2, 0, 1), h.second.permute(2, 0, 1)])
+        p = h.second.shape[-1]
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = z @ w  # (1+d+P, N, n_out)
+            z = torch.cat([(z[0] + b).unsqueeze(0), z[1:]])
+            if i == last:
+                break
+            s0, s1, s2 = self._act(z[0])  # (N, n) each
+            dz = z[1 : 1 + d]  # (d, N, n)
+            chans = [s0.unsqueeze(0), s1 * dz]
+            if p:
+                quad = quadratic(dz.permute(1, 2, 0), q).permute(2, 0, 1)  # (P, N, n)
+                chans.append(s2 * quad + s1 * z[1 + d :])
+            z = torch.cat(chans)
+        return Jet(z[0], z[1 : 1 + d].permute(1, 2, 0), z[1 + d :].permute(1, 2, 0), mode)
+
+    def constructor_args(self) -> dict:
+        return asdict(self.config)

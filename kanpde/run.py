@@ -1,0 +1,147 @@
+"""`run(cfg, out_dir) -> metrics`: one solve from a plain config, as the CLI and the tests call it.
+
+The config (see conf/config.yaml) has the groups problem, model and optim, plus seed, data_seed,
+dtype, device, fast, log_every, progress and eval_mesh. Every value is checked before any work
+starts; a bad one raises `ConfigError` naming it and what is allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kanpde.record import METRICS, H5, write_h5, write_json
+from kanpde.registry import build_model, build_problem, count_params, model_name, paper_params
+from kanpde.train import parse_stages, train
+from kanpde.validate import ConfigError, check_choice, check_int
+
+log = logging.getLogger(__name__)
+
+TOP_KEYS = ("problem", "model", "optim", "seed", "data_seed", "dtype", "device", "fast",
+            "log_every", "progress", "eval_mesh")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; "cpu", "cuda", "cuda:N" as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but no CUDA device is available; use auto or cpu")
+        return torch.device(name)
+    raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
+
+
+def _check_bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _as_dict(cfg) -> dict:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return dict(cfg)
+
+
+def _group(cfg: dict, key: str) -> dict:
+    value = cfg.get(key)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a config group (a mapping), got {value!r}")
+    return dict(value)
+
+
+def run(cfg, out_dir: str | Path) -> dict:
+    """Solve one problem with one model and write the run record into `out_dir`.
+
+    Args:
+        cfg: the composed config (DictConfig or plain dict).
+        out_dir: folder for config.yaml, metrics.json and run.h5 (created).
+
+    Returns:
+        the final metrics (also in metrics.json).
+    """
+    cfg = _as_dict(cfg)
+    for key in cfg:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"unknown setting {key!r}; allowed: {', '.join(TOP_KEYS)}")
+    seed = check_int(cfg.get("seed", 0), "seed", minimum=0)
+    data_seed = check_int(cfg.get("data_seed", seed), "data_seed", minimum=0)
+    dtype = DTYPES[check_choice(cfg.get("dtype", "float64"), "dtype", tuple(DTYPES))]
+    device = resolve_device(cfg.get("device", "auto"))
+    fast = _check_bool(cfg.get("fast", True), "fast")
+    progress = _check_bool(cfg.get("progress", True), "progress")
+    log_every = check_int(cfg.get("log_every", 1), "log_every", minimum=1)
+    eval_mesh = check_int(cfg.get("eval_mesh", 101), "eval_mesh", minimum=2)
+    optim = _group(cfg, "optim")
+    stages = parse_stages(optim.get("stages"))
+    problem = build_problem(_group(cfg, "problem"))
+    model = build_model(_group(cfg, "model"), generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    if model.config.width[0] != problem.in_dim or model.config.width[-1] != problem.out_dim:
+        raise ConfigError(
+            f"model.width {model.config.width} must start with {problem.in_dim} and end with "
+            f"{problem.out_dim} for problem {problem.name!r}"
+        )
+    model = model.to(device)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    data = {k: v.to(device, dtype) for k, v in problem.sample(torch.Generator().manual_seed(data_seed)).items()}
+    test = {k: v.to(device) for k, v in problem.test_data(torch.Generator().manual_seed(data_seed + 7919)).items()}
+
+    summary = {
+        "problem": problem.name, "model": model_name(model), "width": model.config.width,
+        "optim": optim.get("name", "custom"), "seed": seed, "data_seed": data_seed,
+        "dtype": str(dtype).removeprefix("torch."), "device": str(device), "fast": fast,
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
+    t0 = time.perf_counter()
+    try:
+        result = train(model, problem, data, test, stages, fast=fast, log_every=log_every, progress=progress)
+    except Exception as exc:  # a failed run still says so in its own folder
+        write_json(out / METRICS, {**summary, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                                    "traceback": traceback.format_exc()})
+        raise
+    model = result.model
+    metrics = {
+        **summary,
+        "status": result.status,
+        "n_params": count_params(model),
+        "n_params_paper": paper_params(model),
+        "steps": result.steps,
+        "evals": result.evals,
+        "wall_s": round(result.wall_s, 3),
+        "total_s": round(time.perf_counter() - t0, 3),
+        "grid_changes": result.grid_changes,
+        **({"grid": model.layers[0].grid_size} if hasattr(model, "layers") else {}),
+        **problem.metrics(model, test),
+        "loss": result.history[-1]["loss"],
+    }
+    write_h5(out / H5, result.history, _fields(problem, model, eval_mesh), model, extra={"metrics": metrics})
+    write_json(out / METRICS, metrics)
+    return metrics
+
+
+def _fields(problem, model, n: int) -> dict[str, np.ndarray]:
+    """Prediction (and exact solution) on an n^d mesh of the problem's domain, if it has one."""
+    mesh = getattr(getattr(problem, "domain", None), "mesh", None)
+    if mesh is None:
+        return {}
+    x = mesh(n)
+    p = next(model.parameters())
+    with torch.no_grad():
+        u = model(x.to(p.device, p.dtype)).double().cpu()
+    fields = {"x": x.numpy(), "u_pred": u.numpy()}
+    exact = problem.exact(x)
+    if exact is not None:
+        fields["u_exact"] = exact.numpy()
+    return fields

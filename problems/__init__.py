@@ -1,0 +1,1 @@
+"""Problem definitions, installed as `kanpde.problems`; every module here is registered on import."""
