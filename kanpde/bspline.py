@@ -189,3 +189,90 @@ def scatter_local(start: Tensor, local: Tensor, n_basis: int) -> Tensor:
     vals = torch.where(valid, local, torch.zeros((), dtype=local.dtype, device=local.device))
     out = torch.zeros(*local.shape[:-1], n_basis, dtype=local.dtype, device=local.device)
     return out.scatter_add(-1, idx, vals)
+
+
+def uniform_basis_matrix(order: int) -> Tensor:
+    """Polynomial form of the k + 1 bases that are non-zero on a cell of a uniform grid.
+
+    With x = t_c + u h (0 <= u < 1), B_{c-k+m}(x) = sum_p M[m, p] u^p. Built by running the
+    local recursion (see `uniform_local_jet`) on polynomial coefficient arrays.
+
+    Returns:
+        (k + 1, k + 1) float64 matrix M.
+    """
+    levels = [torch.ones(1, 1, dtype=torch.float64)]  # order 0: one basis, polynomial 1
+    for r in range(1, order + 1):
+        prev = levels[-1]  # (r, r) rows: bases, columns: powers of u
+        cur = torch.zeros(r + 1, r + 1, dtype=torch.float64)
+        for m in range(r + 1):
+            if m >= 1:  # (u + r - m) * B^{r-1}_{m-1}
+                cur[m, 1:] += prev[m - 1]
+                cur[m, :-1] += (r - m) * prev[m - 1]
+            if m < r:  # (m + 1 - u) * B^{r-1}_m
+                cur[m, :-1] += (m + 1) * prev[m]
+                cur[m, 1:] -= prev[m]
+        levels.append(cur / r)
+    return levels[order]
+
+
+def cell_polynomials(coef: Tensor, order: int) -> Tensor:
+    """Per grid cell, the polynomial in u of every edge's spline, with an empty cell at each end.
+
+    Args:
+        coef: (n_in, G + k, n_out) spline coefficients on uniform knots.
+        order: k.
+
+    Returns:
+        (n_in, G + 2k + 2, k + 1, n_out) A with spline(t_c + u h) = sum_p A[i, c + 1, p] u^p for
+        the knot-span cells c = 0 .. G + 2k - 1; rows 0 and G + 2k + 1 are zero (points outside).
+    """
+    m = uniform_basis_matrix(order).to(coef.dtype).to(coef.device)  # (k+1 bases, k+1 powers)
+    padded = torch.nn.functional.pad(coef, (0, 0, order + 1, order + 1))  # (n_in, G+3k+2, n_out)
+    windows = padded.unfold(1, order + 1, 1)  # (n_in, G+2k+2, n_out, k+1 bases)
+    return torch.einsum("icom,mp->icpo", windows, m)
+
+
+def uniform_cells(x: Tensor, knots: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Cell index and local coordinate of x on uniform knots.
+
+    Args:
+        x: (N, n_in) points.
+        knots: (n_in, M) uniformly spaced knots.
+
+    Returns:
+        cell: (N, n_in) int64 in [0, M]: c + 1 for x in cell c of the span, 0 left of it, M right.
+        u: (N, n_in) position inside the cell, in [0, 1) within the span.
+        h: (n_in,) knot spacing.
+    """
+    h = knots[:, 1] - knots[:, 0]
+    s = (x - knots[:, 0]) / h
+    cell = torch.floor(s).clamp(-1, knots.shape[1] - 1)
+    return (cell + 1).long(), s - cell, h
+
+
+def power_jet(u: Tensor, h: Tensor, order: int, derivatives: int) -> Tensor:
+    """Powers u^p (p = 0..k) and their first and second x-derivatives (du/dx = 1/h).
+
+    Args:
+        u: (N, n_in) local coordinates.
+        h: (n_in,) spacing.
+        order: k.
+        derivatives: 0, 1 or 2.
+
+    Returns:
+        (1 + derivatives, N, n_in, k + 1).
+    """
+    pows = [torch.ones_like(u), u]
+    for _ in range(2, order + 1):
+        pows.append(pows[-1] * u)
+    pows = pows[: order + 1]
+    out = [torch.stack(pows, dim=-1)]
+    if derivatives >= 1:
+        zero = torch.zeros_like(u)
+        inv = 1 / h
+        out.append(torch.stack([zero] + [p * pows[p - 1] * inv for p in range(1, order + 1)], dim=-1))
+    if derivatives >= 2:
+        inv2 = 1 / (h * h)
+        out.append(torch.stack([zero, zero][: min(2, order + 1)]
+                               + [p * (p - 1) * pows[p - 2] * inv2 for p in range(2, order + 1)], dim=-1))
+    return torch.stack(out)

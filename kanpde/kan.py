@@ -24,7 +24,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from kanpde.bspline import basis, basis_jet, make_uniform_knots, scatter_local, uniform_local_jet
+from kanpde.bspline import (
+    basis,
+    basis_jet,
+    cell_polynomials,
+    make_uniform_knots,
+    power_jet,
+    scatter_local,
+    uniform_cells,
+    uniform_local_jet,
+)
 from kanpde.derivatives import Jet, input_jet, quadratic, second_weights
 from kanpde.validate import check_int, check_interval, check_number, check_width
 
@@ -81,38 +90,75 @@ class KANLayer(nn.Module):
     def grid_size(self) -> int:
         return self.knots.shape[1] - 1 - 2 * self.order
 
-    def weight(self) -> Tensor:
-        """All edge weights as one matrix: (n_in (G+k+1), n_out), rows [w_b, c_1..c_{G+k}] per input."""
-        w = torch.cat([self.base_weight.unsqueeze(1), self.coef], dim=1)  # (n_in, G+k+1, n_out)
-        return w.reshape(-1, self.out_dim)
-
-    def _bases(self, x: Tensor, derivatives: int) -> list[Tensor]:
-        """Dense bases and derivatives, each (N, n_in, G+k)."""
+    def _bases(self, x: Tensor, derivatives: int) -> Tensor:
+        """Dense bases and their x-derivatives: (1 + derivatives, N, n_in, G+k)."""
         if self.uniform:
             start, local = uniform_local_jet(x, self.knots, self.order, derivatives)
-            dense = scatter_local(start, torch.stack(local), self.coef.shape[1])
-            return list(dense.unbind(0))
+            return scatter_local(start, torch.stack(local), self.coef.shape[1])
         if derivatives == 0:
-            return [basis(x, self.knots, self.order)]
-        return list(basis_jet(x, self.knots, self.order)[: derivatives + 1])
+            return basis(x, self.knots, self.order).unsqueeze(0)
+        return torch.stack(basis_jet(x, self.knots, self.order)[: derivatives + 1])
+
+    def _per_edge(self, n_points: int, n_chan: int) -> bool:
+        """Whether evaluating each edge's function first moves less data than dense features.
+
+        Per edge: a gathered (N, n_in, k+1, n_out) cell polynomial; dense: (C, N, n_in, G+k+1)
+        features. Only on uniform grids, where a point's cell is found by one division.
+        """
+        per_edge = self.out_dim * (self.order + 1 + n_chan)
+        dense = 2 * n_chan * (self.coef.shape[1] + 1)
+        return self.uniform and per_edge <= dense
+
+    def edge_jet(self, x: Tensor, derivatives: int) -> Tensor:
+        """Every edge function phi_ij and its derivatives at x_i.
+
+        Args:
+            x: (N, n_in).
+            derivatives: 0, 1 or 2.
+
+        Returns:
+            (1 + derivatives, N, n_in, n_out): phi_ij(x_i), phi_ij'(x_i), phi_ij''(x_i).
+        """
+        silu = torch.stack(_silu_jet(x)[: derivatives + 1])  # (R, N, n_in)
+        base = silu.unsqueeze(-1) * self.base_weight  # (R, N, n_in, n_out)
+        if self.uniform:
+            cell, u, h = uniform_cells(x, self.knots)
+            poly = cell_polynomials(self.coef, self.order)  # (n_in, cells, k+1, n_out)
+            rows = cell + torch.arange(self.in_dim, device=x.device) * poly.shape[1]  # (N, n_in)
+            gathered = poly.reshape(-1, self.order + 1, self.out_dim)[rows]  # (N, n_in, k+1, n_out)
+            powers = power_jet(u, h, self.order, derivatives)  # (R, N, n_in, k+1)
+            # Broadcast-and-sum, not einsum: einsum turns this into N n_in tiny matmuls.
+            return base + (powers.unsqueeze(-1) * gathered).sum(dim=-2)
+        return base + torch.einsum("rnik,iko->rnio", self._bases(x, derivatives), self.coef)
 
     def spline(self, x: Tensor) -> Tensor:
         """Spline part of every edge, sum_j c_j B_j(x_i): (N, n_in) -> (N, n_in, n_out)."""
-        (b,) = self._bases(x, 0)
-        return torch.einsum("nik,iko->nio", b, self.coef)
+        return torch.einsum("nik,iko->nio", self._bases(x, 0)[0], self.coef)
 
     def edges(self, x: Tensor) -> Tensor:
         """Every edge function phi_ij(x_i): (N, n_in) -> (N, n_in, n_out)."""
-        return F.silu(x).unsqueeze(-1) * self.base_weight + self.spline(x)
+        return self.edge_jet(x, 0)[0]
+
+    def _dense(self, x: Tensor, derivatives: int) -> Tensor:
+        """Features [silu^(r)(x_i), B_j^(r)(x_i)]: (1 + derivatives, N, n_in, G+k+1)."""
+        silu = torch.stack(_silu_jet(x)[: derivatives + 1]).unsqueeze(-1)
+        return torch.cat([silu, self._bases(x, derivatives)], dim=-1)
+
+    def _weight(self) -> Tensor:
+        """(n_in (G+k+1), n_out): rows [w_b, c_1 .. c_{G+k}] per input, matching `_dense`."""
+        return torch.cat([self.base_weight.unsqueeze(1), self.coef], dim=1).reshape(-1, self.out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, n_in) -> (N, n_out)."""
-        (b,) = self._bases(x, 0)
-        feats = torch.cat([F.silu(x).unsqueeze(-1), b], dim=-1)  # (N, n_in, G+k+1)
-        return feats.reshape(x.shape[0], -1) @ self.weight() + self.bias
+        if self._per_edge(x.shape[0], 1):
+            return self.edge_jet(x, 0)[0].sum(dim=1) + self.bias
+        return self._dense(x, 0)[0].reshape(x.shape[0], -1) @ self._weight() + self.bias
 
     def jet(self, h: Jet) -> Jet:
         """Push a jet of this layer's inputs through it.
+
+        With y_o = sum_i phi_io(h_i): dy_o/dx_a = sum_i phi_io' dh_ia and
+        d2y_op = sum_i phi_io'' (dh_i^T Q_p dh_i) + phi_io' d2h_ip.
 
         Args:
             h: jet with value (N, n_in), grad (N, n_in, d), second (N, n_in, P).
@@ -122,24 +168,24 @@ class KANLayer(nn.Module):
         """
         x = h.value
         n, d, p = x.shape[0], h.grad.shape[-1], h.second.shape[-1]
-        s0, s1, s2 = _silu_jet(x)  # (N, n_in) each
-        b0, b1, b2 = self._bases(x, 2)  # (N, n_in, G+k) each
-        f0 = torch.cat([s0.unsqueeze(-1), b0], dim=-1)  # (N, n_in, K1)
-        f1 = torch.cat([s1.unsqueeze(-1), b1], dim=-1)
-        f2 = torch.cat([s2.unsqueeze(-1), b2], dim=-1)
-        chans = [f0.unsqueeze(0), (f1.unsqueeze(0) * h.grad.permute(2, 0, 1).unsqueeze(-1))]
+        if p:  # multiplier of phi'' per input and channel: (N, n_in, P)
+            m2 = quadratic(h.grad, second_weights(h.mode, d, x.dtype, x.device))
+        if self._per_edge(n, 1 + d + p):
+            e = self.edge_jet(x, 2 if p else 1)  # (R, N, n_in, n_out)
+            value = e[0].sum(dim=1) + self.bias
+            grad = (e[1].unsqueeze(-1) * h.grad.unsqueeze(2)).sum(dim=1)  # (N, n_out, d)
+            if not p:
+                return Jet(value, grad, grad.new_zeros(n, self.out_dim, 0), h.mode)
+            second = (e[1].unsqueeze(-1) * h.second.unsqueeze(2) + e[2].unsqueeze(-1) * m2.unsqueeze(2)).sum(dim=1)
+            return Jet(value, grad, second, h.mode)
+        f = self._dense(x, 2 if p else 1)  # (R, N, n_in, K1)
+        m1 = torch.cat([h.grad, h.second], dim=-1).permute(2, 0, 1).unsqueeze(-1)  # (d + P, N, n_in, 1)
+        chans = [f[0].unsqueeze(0), f[1].unsqueeze(0) * m1]
         if p:
-            q = second_weights(h.mode, d, x.dtype, x.device)
-            quad = quadratic(h.grad, q).permute(2, 0, 1).unsqueeze(-1)  # (P, N, n_in, 1)
-            sec = h.second.permute(2, 0, 1).unsqueeze(-1)  # (P, N, n_in, 1)
-            chans.append(f2.unsqueeze(0) * quad + f1.unsqueeze(0) * sec)
-        feats = torch.cat(chans, dim=0)  # (1+d+P, N, n_in, K1)
-        out = feats.reshape((1 + d + p) * n, -1) @ self.weight()  # ((1+d+P) N, n_out)
-        out = out.reshape(1 + d + p, n, self.out_dim)
-        value = out[0] + self.bias
-        grad = out[1 : 1 + d].permute(1, 2, 0)  # (N, n_out, d)
-        second = out[1 + d :].permute(1, 2, 0)  # (N, n_out, P)
-        return Jet(value, grad, second, h.mode)
+            chans[1][d:] += f[2].unsqueeze(0) * m2.permute(2, 0, 1).unsqueeze(-1)
+        feats = torch.cat(chans)  # (1 + d + P, N, n_in, K1)
+        out = (feats.reshape((1 + d + p) * n, -1) @ self._weight()).reshape(1 + d + p, n, self.out_dim)
+        return Jet(out[0] + self.bias, out[1 : 1 + d].permute(1, 2, 0), out[1 + d :].permute(1, 2, 0), h.mode)
 
 
 @dataclass
