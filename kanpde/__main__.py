@@ -54,8 +54,25 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get("l2_sq")
 
 
+def check_composes(argv: list[str]) -> None:
+    """Compose the config once before Hydra runs, so an override Hydra rejects (an unknown key,
+    a malformed value) ends in one line instead of Hydra's multi-line report."""
+    if any(a in ("-m", "--multirun") or a.startswith("--") or a.startswith("-") for a in argv):
+        return  # sweeps and Hydra's own flags: Hydra reports those itself
+    overrides = [a for a in argv if not a.startswith(("hydra.", "+hydra.", "++hydra."))]
+    from hydra import compose, initialize_config_module
+
+    try:
+        with initialize_config_module(config_module="kanpde.conf", version_base="1.3"):
+            compose(config_name="config", overrides=overrides)
+    except Exception as exc:  # Hydra raises several types; all mean a bad override
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        _fail("bad override: " + " ".join(lines[:2]) if lines else type(exc).__name__)
+
+
 def cli() -> None:
     check_group_choices(sys.argv[1:])
+    check_composes(sys.argv[1:])
     main()
 
 

@@ -16,6 +16,8 @@ Knot vectors have shape (n_in, G + 2k + 1): each input of a layer has its own gr
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -191,6 +193,7 @@ def scatter_local(start: Tensor, local: Tensor, n_basis: int) -> Tensor:
     return out.scatter_add(-1, idx, vals)
 
 
+@functools.lru_cache(maxsize=None)
 def uniform_basis_matrix(order: int) -> Tensor:
     """Polynomial form of the k + 1 bases that are non-zero on a cell of a uniform grid.
 
@@ -198,7 +201,7 @@ def uniform_basis_matrix(order: int) -> Tensor:
     local recursion (see `uniform_local_jet`) on polynomial coefficient arrays.
 
     Returns:
-        (k + 1, k + 1) float64 matrix M.
+        (k + 1, k + 1) float64 matrix M (cached: do not modify it in place).
     """
     levels = [torch.ones(1, 1, dtype=torch.float64)]  # order 0: one basis, polynomial 1
     for r in range(1, order + 1):

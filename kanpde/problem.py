@@ -197,8 +197,13 @@ class PDEProblem(Problem):
         return terms
 
     def test_data(self, generator: torch.Generator) -> Data:
+        """Random test points x (N, d), with the exact u (N, m) and grad_u (N, m, d) if known."""
         lower, upper = self.domain.bounding_box()
-        return {"x": uniform_in_box(lower, upper, self.n_test, generator)}
+        x = uniform_in_box(lower, upper, self.n_test, generator)
+        if self.exact(x[:1]) is None:
+            return {"x": x}
+        u, grad = self.exact_jet(x)
+        return {"x": x, "u": u, "grad_u": grad}
 
     def exact_jet(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Exact (N, m) values and (N, m, d) gradients, the gradient by autograd of `exact`."""
@@ -212,10 +217,9 @@ class PDEProblem(Problem):
     def metrics(self, model: nn.Module, test: Data) -> dict[str, float]:
         """L2 error squared (mean squared error), H1 error squared (plus the mean squared
         gradient error), relative L2 and max error on the test points; {} without `exact`."""
-        x = test["x"].double()
-        if self.exact(x[:1]) is None:
+        if "u" not in test:
             return {}
-        ue, ge = self.exact_jet(x)
+        x, ue, ge = test["x"], test["u"].double(), test["grad_u"].double()
         j = jet(model, x.to(next(model.parameters()).dtype), "none", fast=True)
         u, g = j.value.detach().double(), j.grad.detach().double()
         err2 = ((u - ue) ** 2).sum(dim=1)  # (N,)

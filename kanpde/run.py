@@ -25,7 +25,7 @@ from kanpde.validate import ConfigError, check_choice, check_int
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("problem", "model", "optim", "seed", "data_seed", "dtype", "device", "fast",
-            "log_every", "progress", "eval_mesh")
+            "compile", "log_every", "progress", "eval_mesh")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -79,6 +79,7 @@ def run(cfg, out_dir: str | Path) -> dict:
     device = resolve_device(cfg.get("device", "auto"))
     fast = _check_bool(cfg.get("fast", True), "fast")
     progress = _check_bool(cfg.get("progress", True), "progress")
+    compile_ = _check_bool(cfg.get("compile", False), "compile")
     log_every = check_int(cfg.get("log_every", 1), "log_every", minimum=1)
     eval_mesh = check_int(cfg.get("eval_mesh", 101), "eval_mesh", minimum=2)
     optim = _group(cfg, "optim")
@@ -102,11 +103,13 @@ def run(cfg, out_dir: str | Path) -> dict:
         "problem": problem.name, "model": model_name(model), "width": model.config.width,
         "optim": optim.get("name", "custom"), "seed": seed, "data_seed": data_seed,
         "dtype": str(dtype).removeprefix("torch."), "device": str(device), "fast": fast,
+        "compile": compile_,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     t0 = time.perf_counter()
     try:
-        result = train(model, problem, data, test, stages, fast=fast, log_every=log_every, progress=progress)
+        result = train(model, problem, data, test, stages, fast=fast, log_every=log_every,
+                       progress=progress, compile=compile_)
     except Exception as exc:  # a failed run still says so in its own folder
         write_json(out / METRICS, {**summary, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                                     "traceback": traceback.format_exc()})

@@ -136,6 +136,7 @@ def train(
     fast: bool = True,
     log_every: int = 1,
     progress: bool = True,
+    compile: bool = False,
 ) -> TrainResult:
     """Minimise the problem's loss over `stages`.
 
@@ -148,6 +149,7 @@ def train(
         fast: use forward-propagated derivatives where the model has them.
         log_every: evaluate test metrics and record a history row every n steps.
         progress: show a progress bar.
+        compile: evaluate the loss through torch.compile (recompiles when the grid changes).
     """
     from tqdm.auto import tqdm
 
@@ -158,8 +160,10 @@ def train(
     evals = 0
     t_train = 0.0
 
+    losses = torch.compile(problem.losses, dynamic=False) if compile else problem.losses
+
     def loss_fn() -> tuple[Tensor, dict[str, Tensor]]:
-        terms = problem.losses(model, data, fast)
+        terms = losses(model, data, fast)
         return sum(terms.values()), terms
 
     def record(stage_i: int, loss: float, terms: dict[str, Tensor]) -> dict:
