@@ -110,17 +110,19 @@ def autograd_jet(model: nn.Module, x: Tensor, mode: str) -> Jet:
     d = x.shape[1]
     grads = []
     for c in range(m):
-        (g,) = torch.autograd.grad(u[:, c].sum(), x, create_graph=True)
-        grads.append(g)  # (N, d)
+        (g,) = torch.autograd.grad(u[:, c].sum(), x, create_graph=True, allow_unused=True)
+        grads.append(torch.zeros_like(x) if g is None else g)  # (N, d); None: u does not depend on x
     grad = torch.stack(grads, dim=1)  # (N, m, d)
     if mode == "none":
         return Jet(u, grad, u.new_zeros(n, m, 0), mode)
     hess = u.new_zeros(n, m, d, d)
-    rows = range(d) if mode != "laplacian" and mode != "diag" else range(d)
     for c in range(m):
-        for a in rows:
-            (h,) = torch.autograd.grad(grad[:, c, a].sum(), x, create_graph=True)  # (N, d)
-            hess[:, c, a, :] = h
+        for a in range(d):
+            if not grad.requires_grad:  # affine in x: no second derivatives
+                break
+            (h,) = torch.autograd.grad(grad[:, c, a].sum(), x, create_graph=True, allow_unused=True)
+            if h is not None:  # (N, d)
+                hess[:, c, a, :] = h
     q = second_weights(mode, d, x.dtype, x.device)  # (P, d, d)
     second = torch.einsum("nmab,pab->nmp", hess, q)
     return Jet(u, grad, second, mode)

@@ -79,11 +79,11 @@ class Rectangle(Domain):
                     face = torch.rand(per_face, self.dim - 1, generator=generator, dtype=torch.float64)
                 else:
                     m = max(1, round(per_face ** (1 / (self.dim - 1))))
-                    # Lower edge in, upper edge out; the opposite face is mirrored, so each
-                    # corner of the box appears exactly once.
+                    # Lower edge in, upper edge out; in 2-D, mirroring every other face walks
+                    # the boundary round, so each corner appears exactly once.
                     ticks = torch.linspace(0, 1, m + 1, dtype=torch.float64)[:-1]
                     face = mesh_points([ticks] * (self.dim - 1))
-                    face = 1.0 - face if side == 1.0 else face
+                    face = 1.0 - face if (side == 1.0) != (axis % 2 == 0) else face
                 fixed = torch.full((len(face), 1), side, dtype=torch.float64)
                 faces.append(torch.cat([face[:, :axis], fixed, face[:, axis:]], dim=1))
         return self._scale(torch.cat(faces))

@@ -51,6 +51,7 @@ def knots_from_samples(h: Tensor, grid_size: int, order: int, grid_eps: float) -
     q = torch.linspace(0, 1, grid_size + 1, dtype=h.dtype, device=h.device)
     adaptive = torch.quantile(h, q, dim=0).T  # (n_in, G+1)
     inner = grid_eps * uniform[:, order : order + grid_size + 1] + (1 - grid_eps) * adaptive
+    inner[:, 0], inner[:, -1] = lo, hi  # exactly the sample range, not a rounded mix of it
     step = ((hi - lo) / grid_size).unsqueeze(1)  # (n_in, 1)
     ext = torch.arange(1, order + 1, dtype=h.dtype, device=h.device).unsqueeze(0) * step
     left = inner[:, :1] - ext.flip(1)
@@ -125,7 +126,8 @@ def extended_knots(layer: KANLayer, h: Tensor, grid_size: int) -> Tensor:
     lo = torch.minimum(layer.knots[:, k], h.min(dim=0).values)
     hi = torch.maximum(layer.knots[:, -k - 1], h.max(dim=0).values)
     wider = make_uniform_knots(lo, hi, grid_size, k)
-    outside = (lo < layer.knots[:, k]) | (hi > layer.knots[:, -k - 1])  # (n_in,)
+    tol = 1e-9 * (layer.knots[:, -k - 1] - layer.knots[:, k])  # ignore rounding-level excursions
+    outside = (lo < layer.knots[:, k] - tol) | (hi > layer.knots[:, -k - 1] + tol)  # (n_in,)
     return torch.where(outside.unsqueeze(1), wider, knots)
 
 
@@ -141,7 +143,7 @@ def _regrid(model: KAN, x: Tensor, new_knots: Callable[[KANLayer, Tensor], Tenso
             layer.coef = nn.Parameter(_refit(old, h, knots))
             layer.knots = knots
             layer.uniform = is_uniform(knots)
-            h = layer(h)
+            h = layer(h)  # the next layer is fitted on the inputs it will now see
     return new
 
 

@@ -212,10 +212,12 @@ def train(
             t_train += time.perf_counter() - t0
             result.steps += 1
             loss = float(box["loss"])
-            if not math.isfinite(loss) or not all(math.isfinite(float(p.detach().abs().max())) for p in model.parameters()):
+            finite_params = all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters())
+            if not math.isfinite(loss) or not finite_params:
                 model.load_state_dict(last_good)
                 result.status = "diverged"
-                log.warning("loss became %s at step %d: stopped, last finite parameters restored", loss, result.steps)
+                what = f"loss became {loss}" if not math.isfinite(loss) else "parameters became non-finite"
+                log.warning("%s at step %d: stopped, last finite parameters restored", what, result.steps)
                 break
             last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.update(1)
