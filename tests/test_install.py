@@ -87,3 +87,38 @@ def test_problems_package_is_installed():
 
     assert resources.files(kanpde.problems).joinpath("poisson.py").is_file()
     assert set(problem_names()) >= EXPECTED["problem"]
+
+
+def test_plain_install_runs_from_another_directory(tmp_path):
+    """`pip install .` (not editable) ships the configs and problems: the CLI composes and runs
+    from an unrelated directory with only the installed copy on the path."""
+    import importlib.util
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    shutil.copytree(repo, src, ignore=shutil.ignore_patterns(".git", ".venv", "results", "build", "*.egg-info", "__pycache__"))
+    site = tmp_path / "site"
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(src)]
+    if importlib.util.find_spec("setuptools") is not None:
+        cmd.insert(4, "--no-build-isolation")
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    assert (site / "kanpde" / "conf" / "problem" / "poisson.yaml").is_file()
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "PYTHONUNBUFFERED": "1"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import kanpde, kanpde.problems.poisson; print(kanpde.__file__)"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert probe.stdout.strip().startswith(str(site))
+    out = subprocess.run(
+        [sys.executable, "-m", "kanpde", "problem=poisson_sinsin", "model.grid=7", "--cfg", "job"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "name: poisson_sinsin" in out.stdout and "grid: 7" in out.stdout
