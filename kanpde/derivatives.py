@@ -80,17 +80,28 @@ def input_jet(x: Tensor, mode: str) -> Jet:
     return Jet(x, eye, x.new_zeros(n, d, p), mode)
 
 
-def quadratic(grad: Tensor, q: Tensor) -> Tensor:
-    """sum_ab Q_p[a, b] g_a g_b per channel: the chain rule's (dh)^T Q dh term.
+def quadratic(grad: Tensor, mode: str, dim: int = -1) -> Tensor:
+    """sum_ab Q_p[a, b] g_a g_b per channel p: the chain rule's (dh)^T Q_p dh term.
+
+    Computed per mode directly (|g|^2, g_a^2 or g_a g_b) rather than through the Q matrices.
 
     Args:
-        grad: (N, n, d) gradients of n intermediate quantities.
-        q: (P, d, d).
+        grad: gradients of intermediate quantities, the d components along `dim`.
+        mode: second-derivative layout.
+        dim: the axis of the gradient components.
 
     Returns:
-        (N, n, P).
+        the same shape with P entries along `dim`.
     """
-    return torch.einsum("nia,pab,nib->nip", grad, q, grad)
+    if mode == "laplacian":
+        return (grad * grad).sum(dim=dim, keepdim=True)
+    if mode == "diag":
+        return grad * grad
+    if mode == "full":
+        a, b = zip(*pairs(mode, grad.shape[dim]))
+        ia, ib = (torch.tensor(v, device=grad.device) for v in (a, b))
+        return grad.index_select(dim, ia) * grad.index_select(dim, ib)
+    return grad.narrow(dim, 0, 0)
 
 
 def autograd_jet(model: nn.Module, x: Tensor, mode: str) -> Jet:

@@ -34,7 +34,7 @@ from kanpde.bspline import (
     uniform_cells,
     uniform_local_jet,
 )
-from kanpde.derivatives import Jet, input_jet, quadratic, second_weights
+from kanpde.derivatives import Jet, input_jet, quadratic
 from kanpde.validate import check_int, check_interval, check_number, check_width
 
 
@@ -169,7 +169,7 @@ class KANLayer(nn.Module):
         x = h.value
         n, d, p = x.shape[0], h.grad.shape[-1], h.second.shape[-1]
         if p:  # multiplier of phi'' per input and channel: (N, n_in, P)
-            m2 = quadratic(h.grad, second_weights(h.mode, d, x.dtype, x.device))
+            m2 = quadratic(h.grad, h.mode)
         if self._per_edge(n, 1 + d + p):
             e = self.edge_jet(x, 2 if p else 1)  # (R, N, n_in, n_out)
             value = e[0].sum(dim=1) + self.bias

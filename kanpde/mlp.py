@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from kanpde.derivatives import Jet, input_jet, quadratic, second_weights
+from kanpde.derivatives import Jet, input_jet, quadratic
 from kanpde.validate import check_choice, check_width
 
 
@@ -95,25 +95,17 @@ class MLP(nn.Module):
             Jet with value (N, m), grad (N, m, d), second (N, m, P).
         """
         h = input_jet(x, mode)
-        n, d = x.shape
-        q = second_weights(mode, d, x.dtype, x.device) if mode != "none" else None
-        # Stack value, gradient and second channels along the batch: one matmul per layer.
-        z = torch.cat([h.value.unsqueeze(0), h.grad.permute(2, 0, 1), h.second.permute(2, 0, 1)])
-        p = h.second.shape[-1]
+        # Channel-first layout: value (N, n), gradient (d, N, n), second derivatives (P, N, n).
+        v, g, s = h.value, h.grad.permute(2, 0, 1), h.second.permute(2, 0, 1)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = z @ w  # (1+d+P, N, n_out)
-            z = torch.cat([(z[0] + b).unsqueeze(0), z[1:]])
+            v, g, s = torch.addmm(b, v, w), g @ w, s @ w
             if i == last:
                 break
-            s0, s1, s2 = self._act(z[0])  # (N, n) each
-            dz = z[1 : 1 + d]  # (d, N, n)
-            chans = [s0.unsqueeze(0), s1 * dz]
-            if p:
-                quad = quadratic(dz.permute(1, 2, 0), q).permute(2, 0, 1)  # (P, N, n)
-                chans.append(s2 * quad + s1 * z[1 + d :])
-            z = torch.cat(chans)
-        return Jet(z[0], z[1 : 1 + d].permute(1, 2, 0), z[1 + d :].permute(1, 2, 0), mode)
+            a0, a1, a2 = self._act(v)  # (N, n) each
+            s = a2 * quadratic(g, mode, dim=0) + a1 * s
+            v, g = a0, a1 * g
+        return Jet(v, g.permute(1, 2, 0), s.permute(1, 2, 0), mode)
 
     def constructor_args(self) -> dict:
         return asdict(self.config)
