@@ -218,18 +218,19 @@ def uniform_basis_matrix(order: int) -> Tensor:
     return levels[order]
 
 
-def cell_polynomials(coef: Tensor, order: int) -> Tensor:
+def cell_polynomials(coef: Tensor, order: int, matrix: Tensor | None = None) -> Tensor:
     """Per grid cell, the polynomial in u of every edge's spline, with an empty cell at each end.
 
     Args:
         coef: (n_in, G + k, n_out) spline coefficients on uniform knots.
         order: k.
+        matrix: `uniform_basis_matrix(order)` in coef's dtype and device, if already at hand.
 
     Returns:
         (n_in, G + 2k + 2, k + 1, n_out) A with spline(t_c + u h) = sum_p A[i, c + 1, p] u^p for
         the knot-span cells c = 0 .. G + 2k - 1; rows 0 and G + 2k + 1 are zero (points outside).
     """
-    m = uniform_basis_matrix(order).to(coef.dtype).to(coef.device)  # (k+1 bases, k+1 powers)
+    m = uniform_basis_matrix(order).to(coef) if matrix is None else matrix  # (k+1 bases, k+1 powers)
     padded = torch.nn.functional.pad(coef, (0, 0, order + 1, order + 1))  # (n_in, G+3k+2, n_out)
     windows = padded.unfold(1, order + 1, 1)  # (n_in, G+2k+2, n_out, k+1 bases)
     return torch.einsum("icom,mp->icpo", windows, m)

@@ -32,6 +32,7 @@ from kanpde.bspline import (
     power_jet,
     scatter_local,
     uniform_cells,
+    uniform_basis_matrix,
     uniform_local_jet,
 )
 from kanpde.derivatives import Jet, input_jet, quadratic
@@ -77,6 +78,8 @@ class KANLayer(nn.Module):
         lo = torch.full((in_dim,), float(grid_range[0]), dtype=dtype)
         hi = torch.full((in_dim,), float(grid_range[1]), dtype=dtype)
         self.register_buffer("knots", make_uniform_knots(lo, hi, grid_size, order))  # (n_in, G+2k+1)
+        # Polynomial form of the local bases; a buffer so it follows .to() (not saved: derived).
+        self.register_buffer("poly_matrix", uniform_basis_matrix(order).to(lo.dtype), persistent=False)
         # True while every input's knots are equally spaced: enables the local-basis fast path.
         self.uniform = True
         n_basis = grid_size + order
@@ -123,7 +126,7 @@ class KANLayer(nn.Module):
         base = silu.unsqueeze(-1) * self.base_weight  # (R, N, n_in, n_out)
         if self.uniform:
             cell, u, h = uniform_cells(x, self.knots)
-            poly = cell_polynomials(self.coef, self.order)  # (n_in, cells, k+1, n_out)
+            poly = cell_polynomials(self.coef, self.order, self.poly_matrix)  # (n_in, cells, k+1, n_out)
             rows = cell + torch.arange(self.in_dim, device=x.device) * poly.shape[1]  # (N, n_in)
             gathered = poly.reshape(-1, self.order + 1, self.out_dim)[rows]  # (N, n_in, k+1, n_out)
             powers = power_jet(u, h, self.order, derivatives)  # (R, N, n_in, k+1)
