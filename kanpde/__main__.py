@@ -31,10 +31,12 @@ def check_group_choices(argv: list[str]) -> None:
         key, sep, value = arg.lstrip("+~").partition("=")
         if not sep or key not in GROUPS:
             continue
-        allowed = sorted(p.name[:-5] for p in conf.joinpath(key).iterdir() if p.name.endswith(".yaml"))
+        folder = conf.joinpath(key)
+        names = folder.iterdir() if folder.is_dir() else []
+        allowed = sorted(p.name[:-5] for p in names if p.name.endswith(".yaml"))
         for choice in value.split(","):
             if choice and choice not in allowed:
-                _fail(f"{key}={choice} is not a known {key}; allowed: {', '.join(allowed)}")
+                _fail(f"{key}={choice} is not a known {key}; allowed: {', '.join(allowed) or 'none yet'}")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://kanpde.conf", config_name="config")
