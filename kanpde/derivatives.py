@@ -80,6 +80,12 @@ def input_jet(x: Tensor, mode: str) -> Jet:
     return Jet(x, eye, x.new_zeros(n, d, p), mode)
 
 
+def silu_jet(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """silu(x) = x sigmoid(x) and its first two derivatives, elementwise."""
+    s = torch.sigmoid(x)
+    return x * s, s * (1 + x * (1 - s)), s * (1 - s) * (2 + x * (1 - 2 * s))
+
+
 def quadratic(grad: Tensor, mode: str, dim: int = -1) -> Tensor:
     """sum_ab Q_p[a, b] g_a g_b per channel p: the chain rule's (dh)^T Q_p dh term.
 

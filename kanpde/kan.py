@@ -35,16 +35,8 @@ from kanpde.bspline import (
     uniform_basis_matrix,
     uniform_local_jet,
 )
-from kanpde.derivatives import Jet, input_jet, quadratic
+from kanpde.derivatives import Jet, input_jet, quadratic, silu_jet
 from kanpde.validate import check_int, check_interval, check_number, check_width
-
-
-def _silu_jet(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """silu and its first two derivatives, elementwise."""
-    s = torch.sigmoid(x)
-    d1 = s * (1 + x * (1 - s))
-    d2 = s * (1 - s) * (2 + x * (1 - 2 * s))
-    return x * s, d1, d2
 
 
 class KANLayer(nn.Module):
@@ -122,7 +114,7 @@ class KANLayer(nn.Module):
         Returns:
             (1 + derivatives, N, n_in, n_out): phi_ij(x_i), phi_ij'(x_i), phi_ij''(x_i).
         """
-        silu = torch.stack(_silu_jet(x)[: derivatives + 1])  # (R, N, n_in)
+        silu = torch.stack(silu_jet(x)[: derivatives + 1])  # (R, N, n_in)
         base = silu.unsqueeze(-1) * self.base_weight  # (R, N, n_in, n_out)
         if self.uniform:
             cell, u, h = uniform_cells(x, self.knots)
@@ -144,7 +136,7 @@ class KANLayer(nn.Module):
 
     def _dense(self, x: Tensor, derivatives: int) -> Tensor:
         """Features [silu^(r)(x_i), B_j^(r)(x_i)]: (1 + derivatives, N, n_in, G+k+1)."""
-        silu = torch.stack(_silu_jet(x)[: derivatives + 1]).unsqueeze(-1)
+        silu = torch.stack(silu_jet(x)[: derivatives + 1]).unsqueeze(-1)
         return torch.cat([silu, self._bases(x, derivatives)], dim=-1)
 
     def _weight(self) -> Tensor:

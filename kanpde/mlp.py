@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from kanpde.derivatives import Jet, input_jet, quadratic
+from kanpde.derivatives import Jet, input_jet, quadratic, silu_jet
 from kanpde.validate import check_choice, check_width
 
 
@@ -24,17 +24,12 @@ def _tanh_jet(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return t, d1, -2 * t * d1
 
 
-def _silu_jet(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    s = torch.sigmoid(z)
-    return z * s, s * (1 + z * (1 - s)), s * (1 - s) * (2 + z * (1 - 2 * s))
-
-
 def _sin_jet(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     s = torch.sin(z)
     return s, torch.cos(z), -s
 
 
-ACTIVATIONS = {"tanh": _tanh_jet, "silu": _silu_jet, "sin": _sin_jet}
+ACTIVATIONS = {"tanh": _tanh_jet, "silu": silu_jet, "sin": _sin_jet}
 
 
 @dataclass
