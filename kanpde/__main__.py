@@ -49,7 +49,8 @@ def main(cfg: DictConfig) -> float | None:
             log.error("skipped: %s", exc)  # one bad job must not stop the other jobs of a sweep
             return None
         _fail(str(exc))
-    keys = ("status", "n_params", "steps", "evals", "wall_s", "l2_sq", "h1_sq", "rel_l2", "max_err")
+    keys = ("status", "n_params", "steps", "evals", "wall_s", "l2_sq", "h1_sq", "rel_l2", "max_err",
+            "accuracy", "theory_accuracy")
     log.info("%s", "  ".join(f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
                              for k in keys if k in metrics))
     log.info("run record: %s", out_dir)
