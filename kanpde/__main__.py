@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from importlib import resources
 
@@ -49,6 +50,11 @@ def main(cfg: DictConfig) -> float | None:
             log.error("skipped: %s", exc)  # one bad job must not stop the other jobs of a sweep
             return None
         _fail(str(exc))
+    except Exception as exc:  # the run's own folder holds the traceback (metrics.json)
+        if os.environ.get("KANPDE_TRACEBACK") or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        _fail(f"run failed: {type(exc).__name__}: {exc} (traceback in {out_dir}/metrics.json; "
+              "KANPDE_TRACEBACK=1 shows it here)")
     keys = ("status", "n_params", "steps", "evals", "wall_s", "l2_sq", "h1_sq", "rel_l2", "max_err",
             "accuracy", "theory_accuracy")
     log.info("%s", "  ".join(f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"

@@ -96,9 +96,6 @@ def run(cfg, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
-    data = {k: v.to(device, dtype) for k, v in problem.sample(torch.Generator().manual_seed(data_seed)).items()}
-    test = {k: v.to(device) for k, v in problem.test_data(torch.Generator().manual_seed(data_seed + 7919)).items()}
-
     summary = {
         "problem": problem.name, "model": model_name(model), "width": model.config.width,
         "optim": optim.get("name", "custom"), "seed": seed, "data_seed": data_seed,
@@ -108,6 +105,8 @@ def run(cfg, out_dir: str | Path) -> dict:
     }
     t0 = time.perf_counter()
     try:
+        data = {k: v.to(device, dtype) for k, v in problem.sample(torch.Generator().manual_seed(data_seed)).items()}
+        test = {k: v.to(device) for k, v in problem.test_data(torch.Generator().manual_seed(data_seed + 7919)).items()}
         result = train(model, problem, data, test, stages, fast=fast, log_every=log_every,
                        progress=progress, compile=compile_)
     except Exception as exc:  # a failed run still says so in its own folder

@@ -36,6 +36,8 @@ class _MobilityEdge(Problem):
         self.test_fraction = check_number(test_fraction, "problem.test_fraction", positive=True)
         if self.test_fraction >= 1:
             raise ConfigError(f"problem.test_fraction must be in (0, 1), got {test_fraction!r}")
+        if not isinstance(cache_dir, str) or not cache_dir:
+            raise ConfigError(f"problem.cache_dir must be a folder path (a string), got {cache_dir!r}")
         self.cache_dir, self.kappa = Path(cache_dir), kappa
         self.variables = self.inputs
 
