@@ -76,7 +76,7 @@ def input_jet(x: Tensor, mode: str) -> Jet:
     """
     n, d = x.shape
     eye = torch.eye(d, dtype=x.dtype, device=x.device).expand(n, d, d)
-    p = second_weights(mode, d, x.dtype, x.device).shape[0] if mode != "none" else 0
+    p = {"none": 0, "laplacian": 1}.get(mode, len(pairs(mode, d)))
     return Jet(x, eye, x.new_zeros(n, d, p), mode)
 
 
