@@ -16,7 +16,7 @@ from kanpde.run import run
 from kanpde.validate import ConfigError
 
 log = logging.getLogger("kanpde")
-GROUPS = ("problem", "model", "optim", "experiment")
+GROUPS = ("problem", "model", "optim", "recipe", "experiment")
 
 
 def _fail(message: str) -> None:

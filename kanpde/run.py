@@ -1,8 +1,8 @@
 """`run(cfg, out_dir) -> metrics`: one solve from a plain config, as the CLI and the tests call it.
 
 The config (see conf/config.yaml) has the groups problem, model and optim, plus seed, data_seed,
-dtype, device, fast, log_every, progress and eval_mesh. Every value is checked before any work
-starts; a bad one raises `ConfigError` naming it and what is allowed.
+dtype, device, fast, log_every, progress, eval_mesh and threads. Every value is checked before
+any work starts; a bad one raises `ConfigError` naming it and what is allowed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from kanpde.validate import ConfigError, check_choice, check_int
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("problem", "model", "optim", "seed", "data_seed", "dtype", "device", "fast",
-            "compile", "log_every", "progress", "eval_mesh")
+            "compile", "log_every", "progress", "eval_mesh", "threads")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -82,6 +82,9 @@ def run(cfg, out_dir: str | Path) -> dict:
     compile_ = _check_bool(cfg.get("compile", False), "compile")
     log_every = check_int(cfg.get("log_every", 1), "log_every", minimum=1)
     eval_mesh = check_int(cfg.get("eval_mesh", 101), "eval_mesh", minimum=2)
+    threads = check_int(cfg.get("threads", 0), "threads", minimum=0)
+    if threads:
+        torch.set_num_threads(threads)
     optim = _group(cfg, "optim")
     stages = parse_stages(optim.get("stages"))
     problem = build_problem(_group(cfg, "problem"))

@@ -1,0 +1,201 @@
+"""Run records as the report reads them: loading, grouping into configurations, statistics.
+
+A run folder holds config.yaml, metrics.json (written last: its presence means the run ended) and
+run.h5 (history, fields, model); see `kanpde.record`. A configuration is every run that differs
+only in its seeds; the report gives its median and spread over them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from kanpde.record import H5, METRICS, read_history, read_metrics
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder: its resolved config and final metrics; the history is read on demand."""
+
+    path: Path
+    config: dict
+    metrics: dict
+
+    @cached_property
+    def history(self) -> dict[str, np.ndarray]:
+        """Columns of the logged history (step, stage, grid, loss, evals, wall_s, l2_sq, ...)."""
+        return read_history(self.path)
+
+    @property
+    def ok(self) -> bool:
+        return self.metrics.get("status") == "ok"
+
+    @property
+    def model(self) -> dict:
+        return self.config.get("model", {})
+
+    @property
+    def optim(self) -> str:
+        return str(self.config.get("optim", {}).get("name", "custom"))
+
+
+def find_runs(folders: list[Path]) -> list[Run]:
+    """Every finished run (a folder with metrics.json) under `folders`, sorted by path.
+
+    Raises:
+        FileNotFoundError: a folder does not exist.
+    """
+    runs = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a folder")
+        for metrics in sorted(folder.rglob(METRICS)):
+            run_dir = metrics.parent
+            config_file = run_dir / "config.yaml"
+            config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
+            runs.append(Run(run_dir, config or {}, read_metrics(run_dir)))
+    return sorted(runs, key=lambda r: str(r.path))
+
+
+def width_text(width) -> str:
+    return "[" + ",".join(str(int(w)) for w in width) + "]"
+
+
+OPTIM_TEXT = {
+    "paper": "L-BFGS 5x50 steps",
+    "adam_lbfgs": "Adam 2000 + L-BFGS 2000 it. (tuned)",
+    "grid_lbfgs": "L-BFGS 100 steps, G 5-10-20",
+}
+
+
+def label(run: Run) -> str:
+    """Human name of a run's configuration, e.g. 'KAN [2,10,1]' or 'MLP [2,100,100,100,1] tanh'."""
+    m = run.model
+    name = str(m.get("name", "?")).upper()
+    text = f"{name} {width_text(m.get('width', []))}"
+    if m.get("name") == "mlp":
+        text += f" {m.get('activation', 'tanh')}"
+    return text
+
+
+def config_key(run: Run) -> tuple:
+    """What makes runs the same configuration: problem and its point counts, model, optimiser."""
+    p = run.config.get("problem", {})
+    m = run.model
+    return (p.get("name"), p.get("n_interior"), p.get("n_boundary"), m.get("name"),
+            tuple(m.get("width", ())), m.get("activation"), run.optim, run.config.get("dtype"))
+
+
+@dataclass
+class Group:
+    """Runs of one configuration (different seeds)."""
+
+    label: str
+    optim: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def ok_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.ok]
+
+    @property
+    def model(self) -> dict:
+        return self.runs[0].model
+
+    @property
+    def name(self) -> str:
+        """The label with the optimiser, unique within a report."""
+        return f"{self.label}, {OPTIM_TEXT.get(self.optim, self.optim)}"
+
+    def values(self, key: str) -> np.ndarray:
+        """Final metric `key` of the successful runs, NaN where missing: (n_ok,)."""
+        return np.array([float(r.metrics.get(key, math.nan)) for r in self.ok_runs])
+
+    def first(self, key: str):
+        return self.runs[0].metrics.get(key)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs grouped by `config_key`, in order of first appearance."""
+    groups: dict[tuple, Group] = {}
+    for run in runs:
+        key = config_key(run)
+        if key not in groups:
+            groups[key] = Group(label(run), run.optim)
+        groups[key].runs.append(run)
+    return list(groups.values())
+
+
+def median_range(values: np.ndarray) -> tuple[float, float, float]:
+    """(median, min, max) of the finite values; NaNs when there are none."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    return float(np.median(v)), float(v.min()), float(v.max())
+
+
+def fit_slope(n: np.ndarray, err: np.ndarray) -> tuple[float, float]:
+    """Least-squares line through (log n, log err): err ~ C n^slope.
+
+    Args:
+        n: (M,) positive sizes (e.g. parameter counts), M >= 2.
+        err: (M,) positive errors.
+
+    Returns:
+        (slope, C).
+    """
+    n, err = np.asarray(n, float), np.asarray(err, float)
+    keep = (n > 0) & (err > 0) & np.isfinite(err)
+    if keep.sum() < 2:
+        raise ValueError(f"a slope needs at least 2 positive points, got {int(keep.sum())}")
+    slope, intercept = np.polyfit(np.log(n[keep]), np.log(err[keep]), 1)
+    return float(slope), float(np.exp(intercept))
+
+
+def kan_params(width: list[int], grid: int, order: int = 3) -> tuple[int, int]:
+    """(paper count, trainable count) of a KAN: edges x G; edges x (G + k + 1) + biases."""
+    pairs = list(zip(width[:-1], width[1:]))
+    return (sum(a * b * grid for a, b in pairs),
+            sum(a * b * (grid + order + 1) + b for a, b in pairs))
+
+
+def stage_ends(run: Run) -> list[dict]:
+    """The history row at the end of each optimiser stage (for KANs: one per grid size)."""
+    h = run.history
+    stages = h["stage"]
+    rows = []
+    for s in sorted(set(stages[stages >= 0].astype(int))):
+        i = int(np.flatnonzero(stages == s)[-1])
+        rows.append({k: float(v[i]) for k, v in h.items()})
+    return rows
+
+
+def best_by(run: Run, key: str, wall_s: float) -> float:
+    """The best (lowest) `key` the run had logged within `wall_s` seconds of training."""
+    h = run.history
+    mask = h["wall_s"] <= wall_s
+    return float(np.nanmin(h[key][mask])) if mask.any() else math.nan
+
+
+def time_to(run: Run, key: str, target: float) -> float:
+    """Training seconds until `key` first reached `target` or below; inf if it never did."""
+    h = run.history
+    hit = np.flatnonzero(h[key] <= target)
+    return float(h["wall_s"][hit[0]]) if hit.size else math.inf
+
+
+def sweep_span(runs: list[Run]) -> float:
+    """Seconds from the first run's start (its config.yaml) to the last run's end (metrics.json)."""
+    starts = [(r.path / "config.yaml").stat().st_mtime for r in runs if (r.path / "config.yaml").exists()]
+    ends = [(r.path / METRICS).stat().st_mtime for r in runs]
+    return max(ends) - min(starts) if starts and ends else math.nan
+
+
+def has_fields(run: Run) -> bool:
+    return (run.path / H5).exists()
