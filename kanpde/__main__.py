@@ -16,7 +16,7 @@ from kanpde.run import run
 from kanpde.validate import ConfigError
 
 log = logging.getLogger("kanpde")
-GROUPS = ("problem", "model", "optim", "recipe", "experiment")
+GROUPS = ("problem", "model", "optim", "interpret", "recipe", "experiment")
 
 
 def _fail(message: str) -> None:
@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> float | None:
         _fail(f"run failed: {type(exc).__name__}: {exc} (traceback in {out_dir}/metrics.json; "
               "KANPDE_TRACEBACK=1 shows it here)")
     keys = ("status", "n_params", "steps", "evals", "wall_s", "l2_sq", "h1_sq", "rel_l2", "max_err",
-            "accuracy", "theory_accuracy")
+            "accuracy", "theory_accuracy", "formula_accuracy", "formula")
     log.info("%s", "  ".join(f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
                              for k in keys if k in metrics))
     log.info("run record: %s", out_dir)

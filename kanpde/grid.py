@@ -3,7 +3,9 @@
 Both move the knots of every layer and refit the spline coefficients by least squares so the
 network's function is kept: the new spline of each edge is fitted to the old one on the layer's
 input samples plus a dense uniform set over the new grid (so every new basis is constrained).
-They return the largest change of the network's output on the given samples.
+They return the largest change of the network's output on the given samples. Edge masks, symbolic
+slots and multiplication nodes carry over unchanged (the new model is a copy with new knots and
+coefficients); each layer is fitted on the node values its successor sees (`KAN.combine`).
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from kanpde.validate import check_int, check_number
 
 
 def layer_inputs(model: KAN, x: Tensor) -> list[Tensor]:
-    """The input of every layer for network input x: list of (N, n_in_l)."""
+    """The input of every layer for network input x (N, d): list of (N, width[l]) node values."""
     out = []
     with torch.no_grad():
-        for layer in model.layers:
+        for l, layer in enumerate(model.layers):
             out.append(x)
-            x = layer(x)
+            x = model.combine(l, layer(x))  # (N, width[l+1])
     return out
 
 
@@ -137,13 +139,13 @@ def _regrid(model: KAN, x: Tensor, new_knots: Callable[[KANLayer, Tensor], Tenso
     new = copy.deepcopy(model)
     h = x
     with torch.no_grad():
-        for old, layer in zip(model.layers, new.layers):
+        for l, (old, layer) in enumerate(zip(model.layers, new.layers)):
             h = h.to(old.knots.dtype)
             knots = new_knots(old, h).to(old.knots.dtype)
             layer.coef = nn.Parameter(_refit(old, h, knots))
             layer.knots = knots
             layer.uniform = is_uniform(knots)
-            h = layer(h)  # the next layer is fitted on the inputs it will now see
+            h = new.combine(l, layer(h))  # the next layer is fitted on the inputs it will now see
     return new
 
 

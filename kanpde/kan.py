@@ -13,12 +13,27 @@ second-derivative channels are stacked along the batch and share one matmul per 
 
 Knots are a buffer (they move with `.to()` and live in `state_dict`); the grid-changing
 operations (update from samples, extension) are functions in `kanpde.grid`, not methods here.
+
+Interpretability state (sec. 2.5; MultKAN of KAN 2.0, arXiv 2408.10205), used by `kanpde.prune`,
+`kanpde.sparsity`, `kanpde.symbolic` and `kanpde.formula`:
+* edge masks, `KANLayer.mask` (n_in, n_out): 1 active, 0 pruned. The mask is multiplied into the
+  effective weights (a few (n_in, n_out) ops per layer, exact when it is all ones), so a pruned
+  edge gives exactly 0 on every path and its parameters get zero gradient.
+* symbolic edges, `KANLayer.fix_symbolic`: edge i -> j computes a f(b x + c) + d instead of its
+  spline and base, phi = mask ((1 - sym_mask) phi_spline + sym_mask phi_sym). (a, b, c, d) are
+  buffers, not trained.
+* multiplication nodes, `KAN(mult=...)`: see `KAN`.
+`jet` does not forward-propagate symbolic edges or multiplication nodes: a KAN holding any takes
+nested autograd (`kanpde.derivatives.autograd_jet`) instead, correct but slower.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 
 import torch
 from torch import Tensor, nn
@@ -35,8 +50,10 @@ from kanpde.bspline import (
     uniform_basis_matrix,
     uniform_local_jet,
 )
-from kanpde.derivatives import Jet, input_jet, quadratic, silu_jet
-from kanpde.validate import check_int, check_interval, check_number, check_width
+from kanpde.derivatives import Jet, autograd_jet, input_jet, quadratic, silu_jet
+from kanpde.validate import ConfigError, check_int, check_interval, check_number, check_width
+
+IDENTITY = (1.0, 1.0, 0.0, 0.0)  # (a, b, c, d) of a free symbolic slot: a f(b x + c) + d = f(x)
 
 
 class KANLayer(nn.Module):
@@ -51,6 +68,18 @@ class KANLayer(nn.Module):
         noise_scale: spline coefficients start uniform in +-noise_scale / 2 (pykan: noise / G).
         base_scale: base weights start uniform in +-base_scale / sqrt(in_dim).
         generator: source of the initial random values (None: torch's default generator).
+
+    Attributes:
+        coef: parameter (n_in, G+k, n_out), spline coefficients.
+        base_weight: parameter (n_in, n_out), w_b.
+        bias: parameter (n_out,).
+        knots: buffer (n_in, G+2k+1).
+        mask: buffer (n_in, n_out), 1 active edge, 0 pruned.
+        sym_mask: buffer (n_in, n_out), 1 where the edge is symbolic (set with `fix_symbolic`).
+        sym_params: buffer (n_in, n_out, 4), (a, b, c, d) of each symbolic edge.
+        sym_names: n_in lists of n_out `kanpde.symbolic.LIBRARY` names, "" for a spline edge; it
+            decides which edges are evaluated symbolically, and is saved in the state_dict as
+            extra state (`get_extra_state`).
     """
 
     def __init__(
@@ -80,6 +109,11 @@ class KANLayer(nn.Module):
         w = torch.rand(in_dim, out_dim, generator=generator, dtype=dtype) * 2 - 1
         self.base_weight = nn.Parameter(w * base_scale / math.sqrt(in_dim))  # (n_in, n_out)
         self.bias = nn.Parameter(torch.zeros(out_dim, dtype=dtype))  # (n_out,)
+        self.register_buffer("mask", torch.ones(in_dim, out_dim, dtype=dtype))  # (n_in, n_out)
+        self.register_buffer("sym_mask", torch.zeros(in_dim, out_dim, dtype=dtype))  # (n_in, n_out)
+        sym = torch.tensor(IDENTITY, dtype=dtype).expand(in_dim, out_dim, 4).clone()
+        self.register_buffer("sym_params", sym)  # (n_in, n_out, 4)
+        self.sym_names = [[""] * out_dim for _ in range(in_dim)]
 
     @property
     def grid_size(self) -> int:
@@ -104,34 +138,56 @@ class KANLayer(nn.Module):
         dense = 2 * n_chan * (self.coef.shape[1] + 1)
         return self.uniform and per_edge <= dense
 
-    def edge_jet(self, x: Tensor, derivatives: int) -> Tensor:
-        """Every edge function phi_ij and its derivatives at x_i.
+    @property
+    def has_symbolic(self) -> bool:
+        """Whether any edge is symbolic (read from `sym_names`: no device sync)."""
+        return any(any(row) for row in self.sym_names)
 
-        Args:
-            x: (N, n_in).
-            derivatives: 0, 1 or 2.
+    def effective_weights(self) -> tuple[Tensor, Tensor]:
+        """Effective weights: (base weight (n_in, n_out), coefficients (n_in, G+k, n_out)) times
+        the mask, and 0 on symbolic edges; equal to the parameters when the mask is all ones."""
+        m = self.mask * (1 - self.sym_mask) if self.has_symbolic else self.mask  # (n_in, n_out)
+        return self.base_weight * m, self.coef * m.unsqueeze(1)
 
-        Returns:
-            (1 + derivatives, N, n_in, n_out): phi_ij(x_i), phi_ij'(x_i), phi_ij''(x_i).
-        """
+    def _spline_jet(self, x: Tensor, derivatives: int, base_weight: Tensor, coef: Tensor) -> Tensor:
+        """w_b silu + spline of every edge with the given weights: (1 + derivatives, N, n_in, n_out)."""
         silu = torch.stack(silu_jet(x)[: derivatives + 1])  # (R, N, n_in)
-        base = silu.unsqueeze(-1) * self.base_weight  # (R, N, n_in, n_out)
+        base = silu.unsqueeze(-1) * base_weight  # (R, N, n_in, n_out)
         if self.uniform:
             cell, u, h = uniform_cells(x, self.knots)
-            poly = cell_polynomials(self.coef, self.order, self.poly_matrix)  # (n_in, cells, k+1, n_out)
+            poly = cell_polynomials(coef, self.order, self.poly_matrix)  # (n_in, cells, k+1, n_out)
             rows = cell + torch.arange(self.in_dim, device=x.device) * poly.shape[1]  # (N, n_in)
             gathered = poly.reshape(-1, self.order + 1, self.out_dim)[rows]  # (N, n_in, k+1, n_out)
             powers = power_jet(u, h, self.order, derivatives)  # (R, N, n_in, k+1)
             # Broadcast-and-sum, not einsum: einsum turns this into N n_in tiny matmuls.
             return base + (powers.unsqueeze(-1) * gathered).sum(dim=-2)
-        return base + torch.einsum("rnik,iko->rnio", self._bases(x, derivatives), self.coef)
+        return base + torch.einsum("rnik,iko->rnio", self._bases(x, derivatives), coef)
+
+    def edge_jet(self, x: Tensor, derivatives: int) -> Tensor:
+        """Every edge function phi_ij and its derivatives at x_i (masked; pruned edges give 0).
+
+        Args:
+            x: (N, n_in).
+            derivatives: 0, 1 or 2; must be 0 while the layer has symbolic edges.
+
+        Returns:
+            (1 + derivatives, N, n_in, n_out): phi_ij(x_i), phi_ij'(x_i), phi_ij''(x_i).
+        """
+        out = self._spline_jet(x, derivatives, *self.effective_weights())  # (R, N, n_in, n_out)
+        if self.has_symbolic:
+            if derivatives:
+                raise RuntimeError("KANLayer.edge_jet has no derivatives of symbolic edges; "
+                                   "KAN.jet uses nested autograd for such models")
+            out = out + self._symbolic(x)
+        return out
 
     def spline(self, x: Tensor) -> Tensor:
-        """Spline part of every edge, sum_j c_j B_j(x_i): (N, n_in) -> (N, n_in, n_out)."""
+        """Spline part of every edge from the raw coefficients, sum_j c_j B_j(x_i), ignoring the
+        mask and symbolic slots (what a grid change refits): (N, n_in) -> (N, n_in, n_out)."""
         return torch.einsum("nik,iko->nio", self._bases(x, 0)[0], self.coef)
 
     def edges(self, x: Tensor) -> Tensor:
-        """Every edge function phi_ij(x_i): (N, n_in) -> (N, n_in, n_out)."""
+        """Every edge function phi_ij(x_i), masked, symbolic edges included: (N, n_in) -> (N, n_in, n_out)."""
         return self.edge_jet(x, 0)[0]
 
     def _dense(self, x: Tensor, derivatives: int) -> Tensor:
@@ -139,15 +195,20 @@ class KANLayer(nn.Module):
         silu = torch.stack(silu_jet(x)[: derivatives + 1]).unsqueeze(-1)
         return torch.cat([silu, self._bases(x, derivatives)], dim=-1)
 
-    def _weight(self) -> Tensor:
+    def _weight(self, base_weight: Tensor, coef: Tensor) -> Tensor:
         """(n_in (G+k+1), n_out): rows [w_b, c_1 .. c_{G+k}] per input, matching `_dense`."""
-        return torch.cat([self.base_weight.unsqueeze(1), self.coef], dim=1).reshape(-1, self.out_dim)
+        return torch.cat([base_weight.unsqueeze(1), coef], dim=1).reshape(-1, self.out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, n_in) -> (N, n_out)."""
+        base_weight, coef = self.effective_weights()
         if self._per_edge(x.shape[0], 1):
-            return self.edge_jet(x, 0)[0].sum(dim=1) + self.bias
-        return self._dense(x, 0)[0].reshape(x.shape[0], -1) @ self._weight() + self.bias
+            y = self._spline_jet(x, 0, base_weight, coef)[0].sum(dim=1)  # (N, n_out)
+        else:
+            y = self._dense(x, 0)[0].reshape(x.shape[0], -1) @ self._weight(base_weight, coef)
+        if self.has_symbolic:
+            y = y + self._symbolic(x).sum(dim=1)
+        return y + self.bias
 
     def jet(self, h: Jet) -> Jet:
         """Push a jet of this layer's inputs through it.
@@ -160,13 +221,19 @@ class KANLayer(nn.Module):
 
         Returns:
             jet with value (N, n_out), grad (N, n_out, d), second (N, n_out, P).
+
+        Raises:
+            RuntimeError: the layer has symbolic edges (`KAN.jet` then uses autograd).
         """
+        if self.has_symbolic:
+            raise RuntimeError("KANLayer.jet does not propagate symbolic edges; KAN.jet uses nested autograd")
+        base_weight, coef = self.effective_weights()
         x = h.value
         n, d, p = x.shape[0], h.grad.shape[-1], h.second.shape[-1]
         if p:  # multiplier of phi'' per input and channel: (N, n_in, P)
             m2 = quadratic(h.grad, h.mode)
         if self._per_edge(n, 1 + d + p):
-            e = self.edge_jet(x, 2 if p else 1)  # (R, N, n_in, n_out)
+            e = self._spline_jet(x, 2 if p else 1, base_weight, coef)  # (R, N, n_in, n_out)
             value = e[0].sum(dim=1) + self.bias
             grad = (e[1].unsqueeze(-1) * h.grad.unsqueeze(2)).sum(dim=1)  # (N, n_out, d)
             if not p:
@@ -179,8 +246,78 @@ class KANLayer(nn.Module):
         if p:
             chans[1][d:] += f[2].unsqueeze(0) * m2.permute(2, 0, 1).unsqueeze(-1)
         feats = torch.cat(chans)  # (1 + d + P, N, n_in, K1)
-        out = (feats.reshape((1 + d + p) * n, -1) @ self._weight()).reshape(1 + d + p, n, self.out_dim)
+        out = (feats.reshape((1 + d + p) * n, -1) @ self._weight(base_weight, coef)).reshape(1 + d + p, n, self.out_dim)
         return Jet(out[0] + self.bias, out[1 : 1 + d].permute(1, 2, 0), out[1 + d :].permute(1, 2, 0), h.mode)
+
+    def _symbolic(self, x: Tensor) -> Tensor:
+        """Symbolic part of every edge, mask sym_mask (a f(b x_i + c) + d) where `sym_names` names
+        an f, else 0: (N, n_in) -> (N, n_in, n_out)."""
+        from kanpde.symbolic import LIBRARY  # lazy: kanpde.symbolic imports sympy and scipy
+
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for i, row in enumerate(self.sym_names):
+            for j, name in enumerate(row):
+                if name:
+                    groups.setdefault(name, []).append((i, j))
+        out = x.new_zeros(x.shape[0], self.in_dim, self.out_dim)
+        for name, edges in groups.items():
+            ii, jj = torch.tensor(edges, device=x.device).T  # (E,), (E,)
+            a, b, c, d = self.sym_params[ii, jj].unbind(-1)  # (E,) each
+            value = a * LIBRARY[name].torch(b * x[:, ii] + c) + d  # (N, E)
+            out[:, ii, jj] = value * (self.mask[ii, jj] * self.sym_mask[ii, jj])
+        return out
+
+    def _edge_index(self, i: int, j: int) -> tuple[int, int]:
+        return (check_int(i, "edge input i", minimum=0, maximum=self.in_dim - 1),
+                check_int(j, "edge output j", minimum=0, maximum=self.out_dim - 1))
+
+    def fix_symbolic(self, i: int, j: int, name: str, params: Sequence[float] = IDENTITY) -> None:
+        """Make edge i -> j compute a f(b x + c) + d, f = `kanpde.symbolic.LIBRARY[name].torch`, in place.
+
+        The symbolic value replaces the edge's spline and base; it is still multiplied by the
+        edge mask. a, b, c, d are buffers (`sym_params`): training does not change them.
+
+        Args:
+            i: input index in [0, n_in).
+            j: output index in [0, n_out).
+            name: a LIBRARY key, e.g. "sin", "x^2"; an unknown one raises ConfigError.
+            params: (a, b, c, d), four finite numbers.
+        """
+        from kanpde.symbolic import LIBRARY
+
+        i, j = self._edge_index(i, j)
+        if not isinstance(name, str) or name not in LIBRARY:
+            raise ConfigError(f"symbolic function {name!r} is not known; allowed: {', '.join(LIBRARY)}")
+        try:
+            values = [float(v) for v in params]
+        except (TypeError, ValueError):
+            values = []
+        if len(values) != 4 or not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"symbolic params must be four finite numbers (a, b, c, d), got {params!r}")
+        with torch.no_grad():
+            self.sym_params[i, j] = torch.tensor(values, dtype=self.sym_params.dtype, device=self.sym_params.device)
+            self.sym_mask[i, j] = 1.0
+        self.sym_names[i][j] = name
+
+    def unfix_symbolic(self, i: int, j: int) -> None:
+        """Return edge i -> j to its spline (and base), in place; its (a, b, c, d) reset to identity."""
+        i, j = self._edge_index(i, j)
+        with torch.no_grad():
+            self.sym_params[i, j] = torch.tensor(IDENTITY, dtype=self.sym_params.dtype, device=self.sym_params.device)
+            self.sym_mask[i, j] = 0.0
+        self.sym_names[i][j] = ""
+
+    def get_extra_state(self) -> Tensor:
+        """`sym_names` as UTF-8 JSON bytes, (n_bytes,) uint8: a tensor, so the state_dict stays all
+        tensors (run records write it as a dataset; clones and comparisons keep working)."""
+        return torch.tensor(list(json.dumps(self.sym_names).encode()), dtype=torch.uint8)
+
+    def set_extra_state(self, state: Tensor | list) -> None:
+        """Restore `sym_names` from `get_extra_state`'s bytes (or the list itself)."""
+        names = json.loads(bytes(state.tolist()).decode()) if isinstance(state, Tensor) else state
+        if len(names) != self.in_dim or any(len(row) != self.out_dim for row in names):
+            raise ConfigError(f"sym_names must be {self.in_dim} lists of {self.out_dim} names, got {names!r}")
+        self.sym_names = [[str(n) for n in row] for row in names]
 
 
 @dataclass
@@ -193,10 +330,38 @@ class KANConfig:
     grid_range: list[float] = field(default_factory=lambda: [-1.0, 1.0])
     noise_scale: float = 0.1
     base_scale: float = 1.0
+    mult: list[int] | None = None
+
+
+def check_mult(mult, width: list[int]) -> list[int] | None:
+    """Multiplication-node counts: None, or one integer per entry of width, 0 at both ends and
+    mult[l] <= width[l]; else ConfigError."""
+    if mult is None:
+        return None
+    is_list = isinstance(mult, Sequence) and not isinstance(mult, (str, bytes))
+    shown = list(mult) if is_list else mult
+    if not (is_list and len(mult) == len(width)
+            and all(isinstance(m, Integral) and not isinstance(m, bool) and m >= 0 for m in mult)):
+        raise ConfigError(f"model.mult must be null or {len(width)} non-negative integers, one per width "
+                          f"entry, got {shown!r}")
+    if mult[0] or mult[-1]:
+        raise ConfigError(f"model.mult must be 0 for the input and output layers, got {shown!r}")
+    for l, (m, w) in enumerate(zip(mult, width)):
+        if m > w:
+            raise ConfigError(f"model.mult[{l}] must be at most width[{l}] = {w}, got {m}")
+    return [int(m) for m in mult]
 
 
 class KAN(nn.Module):
-    """A stack of KAN layers of widths `width` (e.g. [2, 10, 1]).
+    """A stack of KAN layers of widths `width` (e.g. [2, 10, 1]), optionally with multiplication
+    nodes (KAN 2.0's MultKAN).
+
+    `mult[l]` of the width[l] nodes of node layer l multiply instead of summing (0 for the input
+    and output layers; None: no multiplication nodes). Layer l - 1 then has width[l] + mult[l]
+    outputs ("subnodes"), in this order: the n_sum = width[l] - mult[l] sum nodes first (node j
+    is subnode j), then two factors per multiplication node, node n_sum + k being
+    subnode[n_sum + 2k] * subnode[n_sum + 2k + 1] (each subnode includes its bias). `combine`
+    maps subnodes to nodes. Symbolic edges or multiplication nodes make `jet` use autograd.
 
     Args: see `KANConfig`; `generator` seeds the initial parameters, `dtype` their precision.
     """
@@ -209,6 +374,7 @@ class KAN(nn.Module):
         grid_range: list[float] = (-1.0, 1.0),
         noise_scale: float = 0.1,
         base_scale: float = 1.0,
+        mult: list[int] | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
     ):
@@ -219,21 +385,58 @@ class KAN(nn.Module):
         check_interval(grid_range, "model.grid_range")
         check_number(noise_scale, "model.noise_scale", minimum=0.0)
         check_number(base_scale, "model.base_scale", minimum=0.0)
+        mult = check_mult(mult, width)
         self.config = KANConfig(list(width), grid, order, [float(v) for v in grid_range],
-                                float(noise_scale), float(base_scale))
+                                float(noise_scale), float(base_scale), mult)
+        outs = [w + self._mult(l + 1) for l, w in enumerate(width[1:])]  # subnodes per layer
         self.layers = nn.ModuleList(
             KANLayer(a, b, grid, order, tuple(grid_range), noise_scale, base_scale, generator, dtype)
-            for a, b in zip(width[:-1], width[1:])
+            for a, b in zip(width[:-1], outs)
         )
+
+    def _mult(self, node_layer: int) -> int:
+        return 0 if self.config.mult is None else self.config.mult[node_layer]
+
+    def combine(self, l: int, y: Tensor) -> Tensor:
+        """Node values of node layer l + 1 from layer l's raw output (bias included).
+
+        Args:
+            l: layer index, 0 <= l < len(layers).
+            y: (N, width[l+1] + mult[l+1]) subnodes, ordered as in the class docstring.
+
+        Returns:
+            (N, width[l+1]): the sum nodes, then the products of subnode pairs (y itself when
+            node layer l + 1 has no multiplication nodes).
+        """
+        k = self._mult(l + 1)
+        if not k:
+            return y
+        n_sum = y.shape[-1] - 2 * k
+        return torch.cat([y[..., :n_sum], y[..., n_sum::2] * y[..., n_sum + 1 :: 2]], dim=-1)
+
+    def subnode_owner(self, l: int) -> list[int]:
+        """For each output (subnode) of layer l, the node of node layer l + 1 it feeds:
+        width[l+1] + mult[l+1] indices, [0, .., n_sum - 1, n_sum, n_sum, n_sum + 1, n_sum + 1, ..]."""
+        k = self._mult(l + 1)
+        n_sum = self.config.width[l + 1] - k
+        return list(range(n_sum)) + [n_sum + s // 2 for s in range(2 * k)]
+
+    @property
+    def fast_jet(self) -> bool:
+        """Whether `jet` forward-propagates: no multiplication nodes and no symbolic edges."""
+        return not any(self.config.mult or ()) and not any(layer.has_symbolic for layer in self.layers)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, width[0]) -> (N, width[-1])."""
-        for layer in self.layers:
-            x = layer(x)
+        for l, layer in enumerate(self.layers):
+            x = self.combine(l, layer(x))  # (N, width[l+1])
         return x
 
     def jet(self, x: Tensor, mode: str = "laplacian") -> Jet:
         """Value, input gradient and second derivatives in one forward pass.
+
+        A model with multiplication nodes or symbolic edges (`fast_jet` false) computes them by
+        nested autograd (`kanpde.derivatives.autograd_jet`) instead: same result, slower.
 
         Args:
             x: (N, d) points.
@@ -242,6 +445,9 @@ class KAN(nn.Module):
         Returns:
             Jet with value (N, m), grad (N, m, d), second (N, m, P).
         """
+        if not self.fast_jet:
+            with torch.enable_grad():  # so that it also works where the caller disabled autograd
+                return autograd_jet(self, x, mode)
         h = input_jet(x, mode)
         for layer in self.layers:
             h = layer.jet(h)
@@ -252,4 +458,3 @@ class KAN(nn.Module):
         args = asdict(self.config)
         args["grid"] = self.layers[0].grid_size
         return args
-

@@ -4,7 +4,10 @@
     metrics.json   final metrics and status (written last, atomically: its presence means done)
     run.h5         history/<column>   the loss and error history, one value per logged step
                    fields/<name>      the solution on an evaluation mesh: x, u_pred, u_exact
-                   model/<param>      the weights; attrs name and args rebuild the model
+                   model/<param>      the state_dict (weights and buffers: knots, edge masks,
+                                      symbolic slots; a KAN layer's `_extra_state` is its
+                                      sym_names as UTF-8 JSON bytes); attrs name and args
+                                      rebuild the model
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from kanpde.registry import build_model, model_name
 
 METRICS = "metrics.json"
 H5 = "run.h5"
+# state_dict entries newer than some records; a record without them gets the fresh model's values
+# (all edges active, none symbolic).
+_DEFAULTED = ("mask", "sym_mask", "sym_params", "_extra_state")
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -64,6 +70,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
         dtype = getattr(torch, grp.attrs["dtype"])
         state = {k: torch.from_numpy(np.array(grp[k])) for k in grp.keys()}
         model = build_model({"name": grp.attrs["name"], **args}, dtype=dtype)
+    for key, value in model.state_dict().items():
+        if key not in state and key.rsplit(".", 1)[-1] in _DEFAULTED:
+            state[key] = value
     model.load_state_dict(state)
     if hasattr(model, "layers"):
         from kanpde.grid import is_uniform

@@ -1,7 +1,8 @@
 """`run(cfg, out_dir) -> metrics`: one solve from a plain config, as the CLI and the tests call it.
 
 The config (see conf/config.yaml) has the groups problem, model and optim, plus seed, data_seed,
-dtype, device, fast, log_every, progress, eval_mesh and threads. Every value is checked before
+dtype, device, fast, log_every, progress, eval_mesh and threads; the `interpret` group asks for a
+formula after training (kanpde.discover). Every value is checked before
 any work starts; a bad one raises `ConfigError` naming it and what is allowed.
 """
 
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kanpde.discover import Settings
+from kanpde.discover import interpret as interpret_run
 from kanpde.record import METRICS, H5, write_h5, write_json
 from kanpde.registry import build_model, build_problem, count_params, model_name, paper_params
 from kanpde.train import parse_stages, train
@@ -24,7 +27,7 @@ from kanpde.validate import ConfigError, check_choice, check_int
 
 log = logging.getLogger(__name__)
 
-TOP_KEYS = ("problem", "model", "optim", "seed", "data_seed", "dtype", "device", "fast",
+TOP_KEYS = ("problem", "model", "optim", "interpret", "seed", "data_seed", "dtype", "device", "fast",
             "compile", "log_every", "progress", "eval_mesh", "threads")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -86,6 +89,7 @@ def run(cfg, out_dir: str | Path) -> dict:
     if threads:
         torch.set_num_threads(threads)
     optim = _group(cfg, "optim")
+    interpret = Settings.from_config(cfg.get("interpret"))
     stages = parse_stages(optim.get("stages"))
     problem = build_problem(_group(cfg, "problem"))
     model = build_model(_group(cfg, "model"), generator=torch.Generator().manual_seed(seed), dtype=dtype)
@@ -131,6 +135,12 @@ def run(cfg, out_dir: str | Path) -> dict:
         **problem.metrics(model, test),
         "loss": result.history[-1]["loss"],
     }
+    if interpret.name != "none" and result.status == "ok":
+        try:  # a failed interpretation must not lose the trained run
+            metrics.update(interpret_run(model, problem, data, test, interpret, out))
+        except Exception as exc:
+            metrics["interpret_error"] = f"{type(exc).__name__}: {exc}"
+            log.warning("interpretation failed: %s", metrics["interpret_error"])
     write_h5(out / H5, result.history, _fields(problem, model, eval_mesh), model, extra={"metrics": metrics})
     write_json(out / METRICS, metrics)
     return metrics

@@ -1,10 +1,11 @@
 """The solver: optimiser stages over a problem's loss, with the KAN grid schedule.
 
 A run is a list of stages, each with its optimiser (Adam, or torch's L-BFGS with a strong-Wolfe
-line search), a number of steps, optionally a new grid size (grid extension, e.g. 5 -> 10 -> 20)
-and grid updates from samples every n steps. One L-BFGS "step" is one `optimizer.step(closure)`
-(up to `max_iter` iterations), as in pykan. A non-finite loss stops the run: the last finite
-parameters are restored and the status says "diverged".
+line search), a number of steps, optionally a new grid size (grid extension, e.g. 5 -> 10 -> 20),
+grid updates from samples every n steps, and the KAN sparsity regulariser (sec. 2.5.1). One
+L-BFGS "step" is one `optimizer.step(closure)` (up to `max_iter` iterations), as in pykan. A
+non-finite loss stops the run: the last finite parameters are restored and the status says
+"diverged".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from kanpde.grid import extend_grid, update_grid_
 from kanpde.kan import KAN
 from kanpde.problem import Data, Problem
+from kanpde.sparsity import regularizer
 from kanpde.validate import ConfigError, check_choice, check_int, check_number
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,11 @@ class Stage:
         grid_eps: grid update mix, 1 uniform, 0 sample quantiles.
         max_iter: L-BFGS iterations per step (max evaluations = 1.25 x this).
         history_size: L-BFGS memory.
+        reg: lambda, weight of the sparsity regulariser (`kanpde.sparsity.regularizer`, on the
+            problem's grid samples) added to the loss; 0: none. Models other than KANs ignore it.
+            The history's `loss_reg` column is the weighted term lambda R, part of `loss`.
+        reg_entropy: mu, weight of the entropy inside R (pykan's lamb_entropy).
+        reg_coef: nu, weight of the coefficient L1 inside R (pykan's lamb_coef).
     """
 
     optimizer: str = "lbfgs"
@@ -54,6 +61,9 @@ class Stage:
     grid_eps: float = 1.0
     max_iter: int = 20
     history_size: int = 10
+    reg: float = 0.0
+    reg_entropy: float = 2.0
+    reg_coef: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: dict, where: str) -> Stage:
@@ -75,6 +85,8 @@ class Stage:
             raise ConfigError(f"{where}.grid_eps must be in [0, 1], got {s.grid_eps!r}")
         check_int(s.max_iter, f"{where}.max_iter", minimum=1)
         check_int(s.history_size, f"{where}.history_size", minimum=1)
+        for name in ("reg", "reg_entropy", "reg_coef"):
+            check_number(getattr(s, name), f"{where}.{name}", minimum=0.0)
         return s
 
 
@@ -162,8 +174,11 @@ def train(
 
     losses = torch.compile(problem.losses, dynamic=False) if compile else problem.losses
 
-    def loss_fn() -> tuple[Tensor, dict[str, Tensor]]:
+    def loss_fn(stage: Stage | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         terms = losses(model, data, fast)
+        if stage is not None and stage.reg > 0 and isinstance(model, KAN):
+            r = regularizer(model, grid_x, stage.reg_entropy, stage.reg_coef)
+            terms = {**terms, "reg": stage.reg * r}
         return sum(terms.values()), terms
 
     def record(stage_i: int, loss: float, terms: dict[str, Tensor]) -> dict:
@@ -195,7 +210,7 @@ def train(
             def closure() -> Tensor:
                 nonlocal evals
                 opt.zero_grad(set_to_none=True)
-                loss, terms = loss_fn()
+                loss, terms = loss_fn(stage)
                 loss.backward()
                 for p in model.parameters():  # L-BFGS views grads flat; some come back strided
                     if p.grad is not None and not p.grad.is_contiguous():

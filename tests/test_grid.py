@@ -177,3 +177,26 @@ def test_extend_grid_without_update_covers_outside_samples():
     torch.testing.assert_close(knots[:, -k - 1], x.max(0).values, rtol=0, atol=1e-12)
     assert change == pytest.approx(max_dev(new, model, x), rel=1e-12)
     assert change < 1e-2 * float(model(x).detach().abs().max())
+
+
+@pytest.mark.parametrize("grid_eps", [1.0, 0.0])
+def test_grid_changes_keep_masks_and_symbolic_edges(grid_eps):
+    """update_grid_ and extend_grid keep edge masks (pruned edges stay exactly 0), symbolic slots
+    (same names, parameters and values) and keep u closely."""
+    model = kan(seed=12, width=(2, 3, 1))
+    model.layers[0].mask[1, 2] = 0.0
+    model.layers[1].fix_symbolic(0, 0, "tanh", (0.8, 1.5, 0.1, -0.2))
+    x = samples(200, seed=13)
+    update_grid_(model, x, grid_eps=grid_eps)
+    new, change = extend_grid(model, 10, x)
+    for m in (model, new):
+        assert float(m.layers[0].mask[1, 2]) == 0.0 and float(m.layers[0].mask.sum()) == 5.0
+        assert m.layers[1].sym_names[0][0] == "tanh" and float(m.layers[1].sym_mask.sum()) == 1.0
+        torch.testing.assert_close(m.layers[1].sym_params[0, 0],
+                                   torch.tensor([0.8, 1.5, 0.1, -0.2], dtype=F64), rtol=0, atol=0)
+        h = layer_inputs(m, x)
+        with torch.no_grad():
+            assert float(m.layers[0].edges(h[0])[:, 1, 2].abs().max()) == 0.0
+            torch.testing.assert_close(m.layers[1].edges(h[1])[:, 0, 0],
+                                       0.8 * torch.tanh(1.5 * h[1][:, 0] + 0.1) - 0.2, rtol=0, atol=1e-14)
+    assert max_dev(new, model, x) < 1e-8 and change < 1e-8

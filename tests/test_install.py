@@ -43,7 +43,9 @@ def test_every_installed_option_builds():
     for name in sorted(group_options("model")):
         with initialize_config_module(config_module="kanpde.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"model={name}"])
-        assert type(build_model(OmegaConf.to_container(cfg.model))).__name__ == name.upper()
+        model_cfg = OmegaConf.to_container(cfg.model)
+        assert type(build_model(model_cfg)).__name__ == model_cfg["name"].upper()
+        assert name.split("_")[0] == model_cfg["name"]  # kan, kan_gaam, ... build a KAN
     for name in sorted(group_options("optim")):
         with initialize_config_module(config_module="kanpde.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"optim={name}"])
@@ -59,7 +61,8 @@ def test_default_config_composes():
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert plain["problem"]["name"] == "poisson" and plain["problem"]["n_interior"] == 10_000
     assert plain["model"] == {"name": "kan", "width": [2, 10, 1], "grid": 5, "order": 3,
-                              "grid_range": [-1.0, 1.0], "noise_scale": 0.1, "base_scale": 1.0}
+                              "grid_range": [-1.0, 1.0], "noise_scale": 0.1, "base_scale": 1.0,
+                              "mult": None}
     assert plain["optim"]["name"] == "grid_lbfgs"
     assert [s.grid for s in parse_stages(plain["optim"]["stages"])] == [5, 10, 20]
     assert plain["seed"] == 0 and plain["data_seed"] == 0 and plain["dtype"] == "float64"
