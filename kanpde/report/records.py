@@ -71,6 +71,7 @@ OPTIM_TEXT = {
     "paper": "L-BFGS 5x50 steps",
     "adam_lbfgs": "Adam 2000 + L-BFGS 2000 it. (tuned)",
     "grid_lbfgs": "L-BFGS 100 steps, G 5-10-20",
+    "grid_long": "L-BFGS 300 steps, G 5-10-20-40 (tuned)",
 }
 
 
