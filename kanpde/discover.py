@@ -38,6 +38,7 @@ class Settings:
         names: library functions to try (None: all but "0").
         weight_simple: preference for simple functions in `suggest` (0..1).
         r2_threshold: an edge whose best fit is worse stays a spline (then no formula).
+        r2_tol: the simplest function within this R^2 of the best one is chosen.
         hints: {"layer,i,j": function} forced fits.
         term_tol: `prune_terms` tolerance (relative RMS change allowed by dropping terms).
         refit: refit the formula's numbers on the training data with the problem's loss.
@@ -49,8 +50,9 @@ class Settings:
     names: list[str] | None = None
     weight_simple: float = 0.8
     r2_threshold: float = 0.0
+    r2_tol: float = 0.002
     hints: dict[str, str] = field(default_factory=dict)
-    term_tol: float = 0.01
+    term_tol: float = 0.1
     refit: bool = True
     digits: int = 4
 
@@ -66,6 +68,7 @@ class Settings:
             raise ConfigError(f"interpret.name must be none or symbolic, got {s.name!r}")
         check_number(s.prune, "interpret.prune", minimum=0.0)
         check_number(s.term_tol, "interpret.term_tol", minimum=0.0)
+        check_number(s.r2_tol, "interpret.r2_tol", minimum=0.0)
         if not 0 <= check_number(s.weight_simple, "interpret.weight_simple") <= 1:
             raise ConfigError(f"interpret.weight_simple must be in [0, 1], got {s.weight_simple!r}")
         for n in s.names or []:
@@ -104,6 +107,63 @@ def refit(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.ndarray) 
     res = minimize(loss, theta0, method="BFGS", options={"maxiter": 200})
     theta = res.x if np.isfinite(res.fun) and res.fun <= loss(theta0) else theta0
     return template.xreplace({t: sp.Float(v) for t, v in zip(thetas, theta)})
+
+
+def linearize(expr: sp.Expr, data: dict[str, np.ndarray], tol: float = 0.02) -> sp.Expr:
+    """Replace functions f(u) by their tangent at the middle of u's range on the data,
+    f(m) + f'(m) (u - m), one at a time, wherever that changes the whole formula by at most tol
+    times its root mean square on the data. A refit can drive a snapped sin or tanh into its
+    nearly straight part (sin(0.01 x + 0.3)); this turns it back into x.
+
+    Args:
+        expr: a formula of the symbols in data.
+        data: {name: (N,) values}.
+        tol: allowed relative RMS change of the formula.
+    """
+    names = sorted(data)
+    symbols = [sp.Symbol(n) for n in names]
+
+    def values(e: sp.Expr) -> np.ndarray:
+        n = len(data[names[0]])
+        return np.broadcast_to(np.asarray(sp.lambdify(symbols, e, "numpy")(*(data[k] for k in names)),
+                                          dtype=float), (n,))
+
+    base = values(expr)
+    scale = float(np.sqrt(np.mean(base**2))) or 1.0
+    for g in sorted(expr.atoms(sp.Function), key=str):
+        if len(g.args) != 1 or not g.args[0].free_symbols:
+            continue
+        arg = g.args[0]
+        u = values(arg)
+        if not np.all(np.isfinite(u)):
+            continue
+        t = sp.Dummy("t")
+        m = 0.5 * (float(u.min()) + float(u.max()))
+        tangent = g.func(t).subs(t, m) + sp.diff(g.func(t), t).subs(t, m) * (arg - m)
+        candidate = expr.xreplace({g: sp.Float(float(tangent.subs({}).as_coeff_Add()[0])) + (tangent - tangent.as_coeff_Add()[0])})
+        change = values(candidate) - base
+        if np.all(np.isfinite(change)) and np.sqrt(np.mean(change**2)) <= tol * scale:
+            expr = candidate
+    return sp.expand(expr)
+
+
+def snap_coefficients(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.ndarray,
+                      digits: int = 1, tol: float = 1e-3) -> sp.Expr:
+    """Round the formula's term coefficients, relative to the largest, to `digits` decimals
+    (pykan's rounding step, on the whole formula) when that costs at most `tol` training accuracy;
+    the common scale is kept (it sets the logit's steepness, not the boundary).
+
+    Args:
+        expr: a logit formula; x (N, d) inputs named `inputs`; y (N,) labels in {0, 1}.
+    """
+    terms = _terms(expr)
+    big = max((abs(c) for c in terms.values()), default=0.0)
+    if big == 0:
+        return expr
+    snapped = sum(big * round(c / big, digits) * t for t, c in terms.items())
+    if accuracy(snapped, inputs, x, y) >= accuracy(expr, inputs, x, y) - tol:
+        return sp.expand(snapped)
+    return expr
 
 
 def accuracy(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.ndarray) -> float:
@@ -169,7 +229,8 @@ def discover(model: KAN, inputs: tuple[str, ...], x: torch.Tensor, y: torch.Tens
     pruned = prune(model, x, settings.prune)
     kept = [inputs[i] for i in used_inputs(pruned)]
     sym = copy.deepcopy(pruned)
-    fits = auto_symbolic(sym, x, settings.names, settings.r2_threshold, settings.weight_simple, settings.hints)
+    fits = auto_symbolic(sym, x, settings.names, settings.r2_threshold, settings.weight_simple, settings.hints,
+                         settings.r2_tol)
     record = {"used_inputs": kept, "fits": [{**f, "params": [float(p) for p in f["params"]]} for f in fits]}
     if not all(f["fixed"] for f in fits):
         return sym, {**record, "error": "some edges fit no library function above r2_threshold"}
@@ -178,6 +239,12 @@ def discover(model: KAN, inputs: tuple[str, ...], x: torch.Tensor, y: torch.Tens
     data = {name: xs[:, k] for k, name in enumerate(inputs)}
     tidy = prune_terms(raw, data, settings.term_tol)
     final = refit(tidy, inputs, xs, ys) if settings.refit else tidy
+    # functions left in their straight part become linear; tidy and refit once more
+    straight = linearize(final, data)
+    if straight is not final:
+        final = prune_terms(straight, data, settings.term_tol)
+        final = refit(final, inputs, xs, ys) if settings.refit else final
+    final = snap_coefficients(final, inputs, xs, ys)
     shown = final.xreplace({a: sp.Float(round(float(a), settings.digits)) for a in final.atoms(sp.Float)})
     record.update({"formula_raw": str(raw), "formula": str(shown), "latex": latex(shown)})
     return sym, {**record, "expr": final}

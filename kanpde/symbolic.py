@@ -186,6 +186,13 @@ def _outer(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return a, float(y.mean() - a * f.mean())
 
 
+def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
+    """Least-squares polynomial coefficients, lowest power first: (degree + 1,). Fitted on x
+    scaled to [-1, 1] (well conditioned even for few distinct x), then converted back."""
+    coef = np.polynomial.Polynomial.fit(x, y, degree).convert().coef
+    return np.pad(coef, (0, degree + 1 - len(coef)))
+
+
 def fit_affine(x, y, name: str, b_range: tuple[float, float] = (-10.0, 10.0),
                c_range: tuple[float, float] = (-10.0, 10.0), grid: int = 61,
                max_points: int = 256) -> Fit:
@@ -216,10 +223,10 @@ def fit_affine(x, y, name: str, b_range: tuple[float, float] = (-10.0, 10.0),
         params = (0.0, 1.0, 0.0, float(y.mean()))
         return Fit(name, params, _r2(y, np.full_like(y, y.mean())))
     if name == "x":
-        slope, icept = np.polyfit(x, y, 1)
+        icept, slope = _polyfit(x, y, 1)
         return Fit(name, (float(slope), 1.0, 0.0, float(icept)), _r2(y, slope * x + icept))
     if name == "x^2":
-        p2, p1, p0 = np.polyfit(x, y, 2)
+        p0, p1, p2 = _polyfit(x, y, 2)
         if p2 != 0:
             c = p1 / (2 * p2)
             params = _canonical(name, p2, 1.0, c, p0 - p2 * c**2)
@@ -273,18 +280,22 @@ def score(r2: float, complexity: int, weight_simple: float = 0.8) -> float:
     return weight_simple * complexity + (1 - weight_simple) * math.log2(1 + 1e-5 - r2)
 
 
-def suggest(x, y, names: Sequence[str] | None = None, weight_simple: float = 0.8, top: int = 5) -> list[Fit]:
+def suggest(x, y, names: Sequence[str] | None = None, weight_simple: float = 0.8, top: int = 5,
+            r2_tol: float = 0.0) -> list[Fit]:
     """Fit every candidate function and rank them, simplest at similar R^2 first.
 
     With the default weight one unit of complexity is worth a 16-fold smaller 1 - R^2, and
     1 - R^2 below ~1e-5 counts as exact. Scores within 1e-6 tie; ties go to the lower
     complexity, then to the earlier LIBRARY entry (so exact sin data picks sin, not cos).
+    With r2_tol > 0, the simplest fit whose R^2 is within r2_tol of the winner's goes first: a
+    function used only where it is nearly straight (sin(0.01 x + 0.3)) loses to x.
 
     Args:
         x, y: (N,) samples of the edge's input and output.
         names: candidate LIBRARY keys (default: DEFAULT_NAMES, all but "0").
         weight_simple: w in [0, 1].
         top: how many fits to return.
+        r2_tol: R^2 margin within which simplicity decides (0: the score alone).
 
     Returns:
         up to `top` Fits, best first, each with its score.
@@ -301,6 +312,11 @@ def suggest(x, y, names: Sequence[str] | None = None, weight_simple: float = 0.8
         s = score(fit.r2, LIBRARY[name].complexity, weight_simple)
         fits.append(Fit(fit.name, fit.params, fit.r2, s))
     fits.sort(key=lambda f: (round(f.score, 6), LIBRARY[f.name].complexity, order[f.name]))
+    if r2_tol > 0:  # a simpler fit nearly as good as the winner takes its place
+        close = [f for f in fits if f.r2 >= fits[0].r2 - r2_tol]
+        simplest = min(close, key=lambda f: (LIBRARY[f.name].complexity, fits.index(f)))
+        fits.remove(simplest)
+        fits.insert(0, simplest)
     return fits[:top]
 
 
@@ -349,7 +365,8 @@ def _parse_hints(hints: Mapping[str, str] | None, model: nn.Module) -> dict[tupl
 
 
 def auto_symbolic(model: nn.Module, x: Tensor, names: Sequence[str] | None = None, r2_threshold: float = 0.0,
-                  weight_simple: float = 0.8, hints: Mapping[str, str] | None = None) -> list[dict]:
+                  weight_simple: float = 0.8, hints: Mapping[str, str] | None = None,
+                  r2_tol: float = 0.0) -> list[dict]:
     """Snap every active spline edge of a KAN to its best symbolic fit, in place.
 
     Layer by layer: the samples of layer l come from a forward pass with layers < l already
@@ -362,6 +379,7 @@ def auto_symbolic(model: nn.Module, x: Tensor, names: Sequence[str] | None = Non
         r2_threshold: an edge whose best fit has a lower R^2 stays a spline.
         weight_simple: see `suggest`.
         hints: {"l,i,j": name} forces that function on edge i -> j of layer l.
+        r2_tol: see `suggest`.
 
     Returns:
         one dict per active spline edge: layer, i, j, name, params, r2 and fixed (bool).
@@ -379,7 +397,7 @@ def auto_symbolic(model: nn.Module, x: Tensor, names: Sequence[str] | None = Non
                 if (l, i, j) in forced:
                     best = fit_affine(xs, ys, forced[(l, i, j)])
                 else:
-                    best = suggest(xs, ys, names, weight_simple, top=1)[0]
+                    best = suggest(xs, ys, names, weight_simple, top=1, r2_tol=r2_tol)[0]
                 fixed = best.r2 >= r2_threshold or (l, i, j) in forced
                 if fixed:
                     layer.fix_symbolic(i, j, best.name, params=best.params)

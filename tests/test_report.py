@@ -133,3 +133,21 @@ def test_report_errors_are_one_line(tmp_path: Path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "is not a folder" in proc.stderr
+
+
+def test_mobility_report_from_real_runs(tmp_path: Path):
+    """Two shrunk mobility runs (gaam, mosaic) through kanpde.run.run, then the Table-5 report."""
+    from kanpde.run import run
+    from tests.conftest import TINY_STAGES, compose_config
+
+    for name in ("gaam", "mosaic"):
+        cfg = compose_config([f"problem={name}", "problem.n_hamiltonians=4", "problem.n_sites=30",
+                              "problem.test_fraction=0.5", f"problem.cache_dir={tmp_path / 'cache'}",
+                              "progress=false", "device=cpu", TINY_STAGES], shrink=False)
+        metrics = run(cfg, tmp_path / "runs" / name)
+    files = report([tmp_path / "runs"], tmp_path / "out", command="python -m kanpde.report runs")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| 1 | gaam | KAN [4,2,1] mult [0,1,0] | `-E*alpha - 2*lam + 2` |" in text
+    assert "| mosaic kappa=2 | KAN [2,1] |" in text
+    assert f"| {100 * metrics['theory_accuracy']:.1f} |" in text  # the mosaic run's theory accuracy
+    assert {"table.csv", "run1_edges.png", "run2_network.png"} <= {p.name for p in files}

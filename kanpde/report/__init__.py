@@ -13,8 +13,9 @@ from pathlib import Path
 
 from kanpde.report.records import Run, find_runs
 
-REPORTS = {"poisson": "kanpde.report.poisson"}
-DEFAULT_OUT = {"poisson": "results/poisson_paper"}
+REPORTS = {"poisson": "kanpde.report.poisson", "mobility": "kanpde.report.mobility"}
+DEFAULT_OUT = {"poisson": "results/poisson_paper", "mobility": "results/mobility"}
+KIND = {"gaam": "mobility", "maam": "mobility", "mosaic": "mobility"}  # problems sharing a report
 
 
 class ReportError(ValueError):
@@ -41,10 +42,10 @@ def report(folders: list[str | Path], out: str | Path | None = None, command: st
     runs = find_runs([Path(f) for f in folders])
     if not runs:
         raise ReportError(f"no finished runs (folders with metrics.json) under {', '.join(map(str, folders))}")
-    names = problems_of(runs)
-    if len(names) != 1:
-        raise ReportError(f"runs of one problem at a time, got problems {', '.join(names)}")
-    name = names[0]
+    kinds = sorted({KIND.get(p, p) for p in problems_of(runs)})
+    if len(kinds) != 1:
+        raise ReportError(f"runs of one kind of problem at a time, got {', '.join(problems_of(runs))}")
+    name = kinds[0]
     if name not in REPORTS:
         raise ReportError(f"no report for problem {name!r}; reports exist for {', '.join(sorted(REPORTS))}")
     module = importlib.import_module(REPORTS[name])
