@@ -85,3 +85,21 @@ def test_bad_choice_in_sweep_list_fails_early(tmp_path):
     assert proc.returncode != 0
     assert "nosuch" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_quick_sweep_and_report_end_to_end(tmp_path):
+    """`python -m kanpde -m experiment=poisson_quick` (shrunk: two optimiser steps, 64 points) runs
+    its KAN and MLP jobs in parallel processes, and `python -m kanpde.report` turns the sweep
+    folder into the report with both models in its table."""
+    sweep = tmp_path / "sweep"
+    proc = _kanpde(["-m", "experiment=poisson_quick", *SHRINK, f"hydra.sweep.dir={sweep}"], tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = sorted(sweep.glob("*/metrics.json"))
+    assert len(metrics) == 2
+    assert {json.loads(m.read_text())["model"] for m in metrics} == {"kan", "mlp"}
+    report = subprocess.run([sys.executable, "-m", "kanpde.report", str(sweep), "--out", str(tmp_path / "out")],
+                            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| KAN [2,10,1], L-BFGS 5x50 steps | 1/1 |" in text
+    assert "| MLP [2,100,100,100,1] tanh, Adam 2000 + L-BFGS 2000 it. (tuned) | 1/1 |" in text
