@@ -15,18 +15,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from kanpde.prune import edge_scores
 from kanpde.symbolic import edge_samples, node_counts
 
 _SPLINE, _SYMBOLIC, _PRUNED = "tab:blue", "tab:red", "0.7"
-
-
-def edge_scales(model: nn.Module, x: Tensor) -> list[Tensor]:
-    """Mean |phi_ij| of every edge over the samples of network input x (N, width[0]).
-
-    Returns:
-        per layer, (n_in, n_out) scales (0 for pruned edges).
-    """
-    return [e.abs().mean(dim=0).cpu() for _, e in edge_samples(model, x)]
 
 
 def _label(layer: nn.Module, i: int, j: int) -> tuple[str, str]:
@@ -99,7 +91,7 @@ def plot_network(model: nn.Module, x: Tensor, path: str | Path, inputs: list[str
     """
     width = model.config.width
     span = max(width)
-    scales = edge_scales(model, x)
+    scales = [a.cpu() for a in edge_scores(model, x)]
     fig = Figure(figsize=(max(3.0, 1.0 * span + 1), 1.6 * len(width)), layout="constrained")
     ax = fig.add_subplot()
     ax.set_axis_off()

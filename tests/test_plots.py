@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from kanpde.kan import KAN
-from kanpde.plots import edge_scales, plot_edges, plot_network
+from kanpde.plots import plot_edges, plot_network
+from kanpde.prune import edge_scores as edge_scales
 
 
 @pytest.mark.parametrize("width, mult", [([2, 3, 1], None), ([3, 3, 1], [0, 1, 0])])

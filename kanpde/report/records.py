@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from kanpde.record import H5, METRICS, read_history, read_metrics
+from kanpde.record import METRICS, read_history, read_metrics
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,3 @@ def sweep_span(runs: list[Run]) -> float:
     starts = [(r.path / "config.yaml").stat().st_mtime for r in runs if (r.path / "config.yaml").exists()]
     ends = [(r.path / METRICS).stat().st_mtime for r in runs]
     return max(ends) - min(starts) if starts and ends else math.nan
-
-
-def has_fields(run: Run) -> bool:
-    return (run.path / H5).exists()
