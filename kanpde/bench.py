@@ -6,8 +6,10 @@
 
 One evaluation is what an optimiser step pays for: the paper's Poisson loss (problems/poisson.py,
 alpha mean((lap u - f)^2) + mean(u_b^2), 800 boundary points) at N interior points, then backward.
-Paths: "fast" (forward-propagated derivatives, `model.jet`), "autograd" (nested autograd),
-"compiled" (fast through torch.compile, with --compile) and "pykan" (pykan 0.2.8 after `.speed()`,
+Paths: "fast" (forward-propagated derivatives, `model.jet`; for KANs on the CPU the fused C++
+kernel of `kanpde.kernel`), "torch" (the same forward propagation in torch ops, kernel off: what
+runs on CUDA), "autograd" (nested autograd), "compiled" (the torch path through torch.compile,
+with --compile) and "pykan" (pykan 0.2.8 after `.speed()`,
 the loss of its PDE tutorial: nested `torch.autograd.functional.jacobian`, `kan.utils.batch_jacobian`).
 
 Timing: two warm-up evaluations, then repeats until at least 1 s (0.3 s with --quick) and 3
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kanpde import kernel
 from kanpde.registry import build_model, build_problem
 
 WIDTHS = {"KAN [2,10,1]": [2, 10, 1], "KAN [2,32,32,1]": [2, 32, 32, 1], "MLP [2,100,100,100,1]": [2, 100, 100, 100, 1]}
@@ -68,7 +71,8 @@ def make_rows(sizes: list[int], dtypes: list[str], pykan: bool, compiled: bool) 
     rows = []
     for n, dtype in itertools.product(sorted(sizes), dtypes):
         for model, grids in GRIDS.items():
-            paths = ["fast", "autograd"] + ["compiled"] * compiled + ["pykan"] * (pykan and model.startswith("KAN"))
+            kan = model.startswith("KAN")
+            paths = ["fast"] + ["torch"] * kan + ["autograd"] + ["compiled"] * compiled + ["pykan"] * (pykan and kan)
             rows += [Row(model, g, n, dtype, p) for g in grids for p in paths]
     rows.append(Row(*EXTRA, note=EXTRA_NOTE))
     return sorted(rows, key=lambda r: r.n)
@@ -121,9 +125,11 @@ def _step(row: Row, problem, data: dict, device: torch.device):
         torch._dynamo.reset()  # a fresh cache per case, else dynamo's recompile limit falls back to eager
         losses = torch.compile(problem.losses, dynamic=False)
     fast = row.path != "autograd"
+    use_kernel = kernel.enabled and row.path == "fast"
 
     def step():  # gradients freed at the end, so the profiler sees every block it allocated
-        sum(losses(model, data, fast).values()).backward()
+        with kernel.switched(use_kernel):
+            sum(losses(model, data, fast).values()).backward()
         model.zero_grad(set_to_none=True)
     return step
 
@@ -312,7 +318,7 @@ def plot(rows: list[Row], path: Path, dtype: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
-    style = {"fast": "o-", "autograd": "s--", "compiled": "^-.", "pykan": "x:"}
+    style = {"fast": "o-", "torch": "d-", "autograd": "s--", "compiled": "^-.", "pykan": "x:"}
     done = [r for r in rows if r.ms is not None and r.dtype == dtype and r.note != EXTRA_NOTE]
     models = sorted({(r.model, r.grid or 0) for r in done})  # one colour per model, one line style per path
     for (model, grid, p), group in itertools.groupby(sorted(done, key=lambda r: (r.model, r.grid or 0, r.path, r.n)),

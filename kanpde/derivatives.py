@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from kanpde import kernel
+
 SECOND_MODES = ("none", "laplacian", "diag", "full")
 
 
@@ -121,6 +123,11 @@ def autograd_jet(model: nn.Module, x: Tensor, mode: str) -> Jet:
     Returns:
         Jet whose tensors are differentiable w.r.t. the model's parameters.
     """
+    with kernel.switched(False):  # the fused kernel's backward is not differentiable again
+        return _autograd_jet(model, x, mode)
+
+
+def _autograd_jet(model: nn.Module, x: Tensor, mode: str) -> Jet:
     x = x.detach().requires_grad_(True)
     u = model(x)  # (N, m)
     n, m = u.shape

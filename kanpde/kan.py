@@ -6,6 +6,11 @@ evaluates the bases of all its edges at once and contracts them with one matmul:
 [silu(x_i), B_1(x_i), ..., B_{G+k}(x_i)] per input i, (N, n_in (G+k+1)), times the weights
 (n_in (G+k+1), n_out).
 
+On the CPU with uniform knots, `forward` and `jet` run a fused C++ kernel instead
+(`kanpde.kernel`: the k + 1 non-zero bases per input only, value and derivatives in one pass,
+hand-written backward); the torch code below is the reference it is tested against and the path
+everywhere else (CUDA, non-uniform knots, torch.compile, nested autograd).
+
 Derivatives w.r.t. the network input are pushed forward through the same matmul (`jet`): for
 y = sum_i phi_i(h_i), dy = sum_i phi_i'(h_i) dh_i and
 d2y_p = sum_i phi_i''(h_i) (dh_i^T Q_p dh_i) + phi_i'(h_i) d2h_{i,p}, so value, gradient and
@@ -50,6 +55,7 @@ from kanpde.bspline import (
     uniform_basis_matrix,
     uniform_local_jet,
 )
+from kanpde import kernel
 from kanpde.derivatives import Jet, autograd_jet, input_jet, quadratic, silu_jet
 from kanpde.validate import ConfigError, check_int, check_interval, check_number, check_width
 
@@ -138,6 +144,11 @@ class KANLayer(nn.Module):
         dense = 2 * n_chan * (self.coef.shape[1] + 1)
         return self.uniform and per_edge <= dense
 
+    def _kernel(self, x: Tensor, d: int = 0, p: int = 0) -> bool:
+        """Whether to evaluate with the fused CPU kernel (`kanpde.kernel`): uniform knots, and
+        inputs (N, n_in) with d gradient and p second channels that it takes."""
+        return self.uniform and kernel.usable(x, self.order, d, p)
+
     @property
     def has_symbolic(self) -> bool:
         """Whether any edge is symbolic (read from `sym_names`: no device sync)."""
@@ -202,7 +213,10 @@ class KANLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(N, n_in) -> (N, n_out)."""
         base_weight, coef = self.effective_weights()
-        if self._per_edge(x.shape[0], 1):
+        if self._kernel(x):
+            empty = x.new_zeros(x.shape[0], self.in_dim, 0)
+            y = kernel.layer_jet(x, empty, empty, empty, coef, base_weight, self.knots, self.order)[0]
+        elif self._per_edge(x.shape[0], 1):
             y = self._spline_jet(x, 0, base_weight, coef)[0].sum(dim=1)  # (N, n_out)
         else:
             y = self._dense(x, 0)[0].reshape(x.shape[0], -1) @ self._weight(base_weight, coef)
@@ -232,6 +246,10 @@ class KANLayer(nn.Module):
         n, d, p = x.shape[0], h.grad.shape[-1], h.second.shape[-1]
         if p:  # multiplier of phi'' per input and channel: (N, n_in, P)
             m2 = quadratic(h.grad, h.mode)
+        if self._kernel(x, d, p):  # fused CPU kernel: the same sums in one pass
+            value, grad, second = kernel.layer_jet(x, h.grad, h.second, m2 if p else h.second, coef,
+                                                   base_weight, self.knots, self.order)
+            return Jet(value + self.bias, grad.transpose(1, 2), second.transpose(1, 2), h.mode)
         if self._per_edge(n, 1 + d + p):
             e = self._spline_jet(x, 2 if p else 1, base_weight, coef)  # (R, N, n_in, n_out)
             value = e[0].sum(dim=1) + self.bias

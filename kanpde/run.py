@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kanpde import kernel
 from kanpde.discover import Settings
 from kanpde.discover import interpret as interpret_run
 from kanpde.record import METRICS, H5, write_h5, write_json
@@ -28,7 +29,7 @@ from kanpde.validate import ConfigError, check_choice, check_int
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("problem", "model", "optim", "interpret", "seed", "data_seed", "dtype", "device", "fast",
-            "compile", "log_every", "progress", "eval_mesh", "threads")
+            "compile", "kernel", "log_every", "progress", "eval_mesh", "threads")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -83,6 +84,7 @@ def run(cfg, out_dir: str | Path) -> dict:
     fast = _check_bool(cfg.get("fast", True), "fast")
     progress = _check_bool(cfg.get("progress", True), "progress")
     compile_ = _check_bool(cfg.get("compile", False), "compile")
+    use_kernel = _check_bool(cfg.get("kernel", True), "kernel")
     log_every = check_int(cfg.get("log_every", 1), "log_every", minimum=1)
     eval_mesh = check_int(cfg.get("eval_mesh", 101), "eval_mesh", minimum=2)
     threads = check_int(cfg.get("threads", 0), "threads", minimum=0)
@@ -107,15 +109,16 @@ def run(cfg, out_dir: str | Path) -> dict:
         "problem": problem.name, "model": model_name(model), "width": model.config.width,
         "optim": optim.get("name", "custom"), "seed": seed, "data_seed": data_seed,
         "dtype": str(dtype).removeprefix("torch."), "device": str(device), "fast": fast,
-        "compile": compile_,
+        "compile": compile_, "kernel": use_kernel and kernel.enabled and kernel.library() is not None,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     t0 = time.perf_counter()
     try:
         data = {k: v.to(device, dtype) for k, v in problem.sample(torch.Generator().manual_seed(data_seed)).items()}
         test = {k: v.to(device) for k, v in problem.test_data(torch.Generator().manual_seed(data_seed + 7919)).items()}
-        result = train(model, problem, data, test, stages, fast=fast, log_every=log_every,
-                       progress=progress, compile=compile_)
+        with kernel.switched(use_kernel and kernel.enabled):
+            result = train(model, problem, data, test, stages, fast=fast, log_every=log_every,
+                           progress=progress, compile=compile_)
     except Exception as exc:  # a failed run still says so in its own folder
         write_json(out / METRICS, {**summary, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                                     "traceback": traceback.format_exc()})

@@ -8,13 +8,14 @@ import h5py
 import pytest
 import torch
 
+from kanpde import kernel
 from kanpde.derivatives import autograd_jet
 from kanpde.kan import KAN, KANLayer
 from kanpde.record import load_model, write_h5
 from kanpde.validate import ConfigError
 
 F64 = torch.float64
-PATHS = ("per_edge", "dense", "cox_de_boor")
+PATHS = ("kernel", "per_edge", "dense", "cox_de_boor")
 
 
 def gen(seed: int) -> torch.Generator:
@@ -26,8 +27,13 @@ def points(n: int, d: int, seed: int, half_width: float = 1.5) -> torch.Tensor:
 
 
 def set_path(model: torch.nn.Module, path: str) -> None:
-    """Force every layer onto one evaluation path (uniform per-edge, uniform dense, Cox-de Boor)."""
+    """Force every layer onto one evaluation path (C++ kernel, uniform per-edge, uniform dense,
+    Cox-de Boor)."""
+    if path == "kernel" and kernel.library() is None:
+        pytest.skip("the C++ kernel cannot be built here (no compiler)")
     for layer in model.layers if isinstance(model, KAN) else [model]:
+        if path != "kernel":
+            layer._kernel = lambda x, d=0, p=0: False
         if path == "cox_de_boor":
             layer.uniform = False
         else:

@@ -9,6 +9,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 from torch.func import functional_call
 
+from kanpde import kernel
 from kanpde.bspline import basis
 from kanpde.derivatives import autograd_jet, jet
 from kanpde.grid import update_grid_
@@ -39,13 +40,18 @@ def assert_jets_equal(fast, slow, rtol: float = 1e-10) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=rtol * scale, msg=name)
 
 
-PATHS = ("per_edge", "dense")
+PATHS = ("kernel", "per_edge", "dense")
 
 
 def force_path(model: torch.nn.Module, path: str) -> None:
-    """Make every KAN layer take the per-edge (cell polynomial) or the dense-feature evaluation."""
+    """Make every KAN layer take the fused C++ kernel (skips the test when it cannot be built), the
+    per-edge (cell polynomial) or the dense-feature torch evaluation."""
+    if path == "kernel" and kernel.library() is None:
+        pytest.skip("the C++ kernel cannot be built here (no compiler)")
     layers = model.layers if isinstance(model, KAN) else [model]
     for layer in layers:
+        if path != "kernel":
+            layer._kernel = lambda x, d=0, p=0: False
         layer._per_edge = (lambda n, c: True) if path == "per_edge" else (lambda n, c: False)
 
 
@@ -60,10 +66,11 @@ def params_call(module: torch.nn.Module):
     return names, values, f
 
 
-@pytest.mark.parametrize("path", ["per_edge", "dense", "cox_de_boor"])
+@pytest.mark.parametrize("path", [*PATHS, "cox_de_boor"])
 def test_kan_layer_gradcheck(path):
     """KANLayer passes gradcheck and gradgradcheck w.r.t. inputs and all parameters, on each
-    evaluation path (uniform per-edge cell polynomials, uniform dense features, general knots)."""
+    evaluation path (C++ kernel, uniform per-edge cell polynomials, uniform dense features,
+    general knots); the kernel's backward is first order only, so no gradgradcheck there."""
     layer = KANLayer(2, 3, grid_size=3, order=3, generator=gen(0), dtype=F64)
     if path == "cox_de_boor":
         layer.uniform = False
@@ -72,7 +79,8 @@ def test_kan_layer_gradcheck(path):
     _, values, f = params_call(layer)
     x = points(4, 2, seed=1).requires_grad_(True)
     assert gradcheck(f, (x, *values), eps=1e-6, atol=1e-7)
-    assert gradgradcheck(f, (x, *values), eps=1e-6, atol=1e-6)
+    if path != "kernel":
+        assert gradgradcheck(f, (x, *values), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -83,7 +91,8 @@ def test_kan_gradcheck(path):
     _, values, f = params_call(model)
     x = points(3, 2, seed=3).requires_grad_(True)
     assert gradcheck(f, (x, *values), eps=1e-6, atol=1e-7)
-    assert gradgradcheck(f, (x, *values), eps=1e-6, atol=1e-6)
+    if path != "kernel":
+        assert gradgradcheck(f, (x, *values), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -1,0 +1,357 @@
+// Fused CPU kernel for one KAN layer on a uniform grid: the jet forward pass and its backward.
+//
+// Layout (all arrays contiguous, row-major):
+//   x    (N, n_in)         layer inputs
+//   dh   (N, n_in, d)      their input gradients
+//   d2h  (N, n_in, P)      their second-derivative channels
+//   m2   (N, n_in, P)      dh^T Q_p dh, the chain rule's quadratic term
+//   coef (n_in, K, n_out)  spline coefficients, K = G + k
+//   wb   (n_in, n_out)     base (silu) weights
+//   t0, h (n_in)           first knot and knot spacing per input
+//   val  (N, n_out), grad (N, d, n_out), sec (N, P, n_out)   outputs
+//
+// With phi_io the edge function of input i to output o and phi', phi'' its derivatives:
+//   val[n, o]     = sum_i phi_io(x_i)
+//   grad[n, a, o] = sum_i phi'_io(x_i) dh_ia
+//   sec[n, p, o]  = sum_i phi'_io(x_i) d2h_ip + phi''_io(x_i) m2_ip
+// Only the k + 1 bases of the cell holding x_i are non-zero, so each (n, i) touches k + 1 rows
+// of coef. A point is in cell c = floor((x - t0) / h) when 0 <= c < n_cells; outside the knot
+// span every basis is 0 (silu still counts), as in Cox-de Boor. Bases whose index falls outside
+// [0, K) do not exist: they read a zero row and their gradients go to a discarded row.
+//
+// The loop over outputs o is the vectorised one; the order k and the channel counts d, P are
+// template parameters for the common cases (k = 3; d <= 3 with P = 0, 1, d or d (d + 1) / 2), so
+// the loops over bases and channels unroll; other cases run the same code with runtime counts.
+// Points are split across OpenMP threads; the backward accumulates coefficient and base-weight
+// gradients in per-thread buffers, summed at the end. Plain C entry points for ctypes.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+#include <omp.h>
+
+namespace {
+
+constexpr int MAX_ORDER = 7;
+constexpr int MAX_D = 16;
+constexpr int MAX_P = MAX_D * (MAX_D + 1) / 2;
+
+struct Shape {
+  int64_t n, n_in, n_out, K, n_cells;  // K: bases per input, n_cells: cells of the knot span
+  int order, d, P;
+};
+
+// silu^(r)(x), r = 0..3.
+template <typename T>
+inline void silu_derivs(T x, T* s) {
+  T sg = T(1) / (T(1) + std::exp(-x));
+  T sp = sg * (T(1) - sg);  // sigmoid'
+  T q = T(1) - T(2) * sg;
+  s[0] = x * sg;
+  s[1] = sg * (T(1) + x * (T(1) - sg));
+  s[2] = sp * (T(2) + x * q);
+  s[3] = sp * (q * (T(3) + x * q) - T(2) * x * sp);
+}
+
+// Local bases b[q][m] = d^q/dx^q B_{c-k+m}(x), q = 0..3, m = 0..k, at x = t_c + u h on uniform
+// knots. Order k = ORDER when ORDER > 0 (compile time), else `order`.
+// Cubic: closed form. Otherwise B^r_m = ((u + r - m) B^{r-1}_{m-1} + (m + 1 - u) B^{r-1}_m) / r
+// and d/dx B^r_m = (B^{r-1}_{m-1} - B^{r-1}_m) / h, out-of-range B^{r-1} being 0.
+template <typename T, int ORDER>
+inline void local_bases(T u, T inv_h, int order, T b[4][MAX_ORDER + 1]) {
+  const int k = ORDER > 0 ? ORDER : order;
+  if (ORDER == 3) {
+    const T v = T(1) - u, u2 = u * u, v2 = v * v, h2 = inv_h * inv_h;
+    b[0][0] = v2 * v / T(6);
+    b[0][1] = (T(3) * u2 * u - T(6) * u2 + T(4)) / T(6);
+    b[0][2] = (T(-3) * u2 * u + T(3) * u2 + T(3) * u + T(1)) / T(6);
+    b[0][3] = u2 * u / T(6);
+    b[1][0] = -v2 / T(2) * inv_h;
+    b[1][1] = (T(3) * u2 - T(4) * u) / T(2) * inv_h;
+    b[1][2] = (T(-3) * u2 + T(2) * u + T(1)) / T(2) * inv_h;
+    b[1][3] = u2 / T(2) * inv_h;
+    b[2][0] = v * h2;
+    b[2][1] = (T(3) * u - T(2)) * h2;
+    b[2][2] = (T(1) - T(3) * u) * h2;
+    b[2][3] = u * h2;
+    const T h3 = h2 * inv_h;
+    b[3][0] = -h3;
+    b[3][1] = T(3) * h3;
+    b[3][2] = T(-3) * h3;
+    b[3][3] = h3;
+    return;
+  }
+  T lev[MAX_ORDER + 1][MAX_ORDER + 1];  // lev[r][m], m = 0..r
+  lev[0][0] = T(1);
+  for (int r = 1; r <= k; ++r) {
+    const T inv_r = T(1) / T(r);
+    for (int m = 0; m <= r; ++m) {
+      T left = m >= 1 ? (u + T(r - m)) * lev[r - 1][m - 1] : T(0);
+      T right = m < r ? (T(m + 1) - u) * lev[r - 1][m] : T(0);
+      lev[r][m] = (left + right) * inv_r;
+    }
+  }
+  for (int q = 0; q <= 3; ++q) {
+    if (q > k) {
+      for (int m = 0; m <= k; ++m) b[q][m] = T(0);
+      continue;
+    }
+    T cur[MAX_ORDER + 2];
+    int len = k - q + 1;
+    for (int m = 0; m < len; ++m) cur[m] = lev[k - q][m];
+    for (int step = 0; step < q; ++step) {  // one difference, from the right end down
+      cur[len] = T(0);
+      for (int m = len; m >= 1; --m) cur[m] = (cur[m - 1] - cur[m]) * inv_h;
+      cur[0] = -cur[0] * inv_h;
+      ++len;
+    }
+    for (int m = 0; m <= k; ++m) b[q][m] = cur[m];
+  }
+}
+
+// Per (point, input): the cell, the local bases (zero outside the span) and the coefficient rows
+// they multiply (`zero` for bases that do not exist).
+template <typename T, int ORDER>
+struct Local {
+  T b[4][MAX_ORDER + 1];
+  int64_t row[MAX_ORDER + 1];  // basis index, or -1
+
+  inline void compute(const Shape& s, T x, T t0, T h) {
+    const int k = ORDER > 0 ? ORDER : s.order;
+    const T pos = (x - t0) / h;
+    const T cf = std::floor(pos);
+    if (!(cf >= T(0) && cf < T(s.n_cells))) {
+      for (int q = 0; q < 4; ++q)
+        for (int m = 0; m <= k; ++m) b[q][m] = T(0);
+      for (int m = 0; m <= k; ++m) row[m] = -1;
+      return;
+    }
+    local_bases<T, ORDER>(pos - cf, T(1) / h, k, b);
+    const int64_t j0 = (int64_t)cf - k;
+    for (int m = 0; m <= k; ++m) {
+      const int64_t j = j0 + m;
+      row[m] = (j >= 0 && j < s.K) ? j : -1;
+    }
+  }
+};
+
+template <typename T, int ORDER, int D, int P, int NO>
+void forward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
+             const T* wb, const T* t0, const T* h, T* val, T* grad, T* sec, int threads) {
+  const int64_t n_out = NO > 0 ? NO : s.n_out;
+  const int k = ORDER > 0 ? ORDER : s.order;
+  const int d = D >= 0 ? D : s.d, np = P >= 0 ? P : s.P;
+  const bool need1 = d > 0, need2 = np > 0;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<T> zero(n_out, T(0));
+    Local<T, ORDER> loc;
+    T sil[4], g[MAX_D], e[MAX_P], q[MAX_P];
+    const T* c[MAX_ORDER + 1];
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < s.n; ++n) {
+      T* vn = val + n * n_out;
+      T* gn = grad + n * d * n_out;
+      T* sn = sec + n * np * n_out;
+      std::memset(vn, 0, sizeof(T) * n_out);
+      std::memset(gn, 0, sizeof(T) * d * n_out);
+      std::memset(sn, 0, sizeof(T) * np * n_out);
+      for (int64_t i = 0; i < s.n_in; ++i) {
+        const int64_t ni = n * s.n_in + i;
+        silu_derivs(x[ni], sil);
+        loc.compute(s, x[ni], t0[i], h[i]);
+        const T* ci = coef + i * s.K * n_out;
+        for (int m = 0; m <= k; ++m) c[m] = loc.row[m] >= 0 ? ci + loc.row[m] * n_out : zero.data();
+        for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
+        for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p], q[p] = m2[ni * np + p];
+        const T* w = wb + i * n_out;
+        const T s0 = sil[0], s1 = sil[1], s2 = sil[2];
+#pragma omp simd
+        for (int64_t o = 0; o < n_out; ++o) {
+          T p0 = w[o] * s0, p1 = w[o] * s1, p2 = w[o] * s2;
+          for (int m = 0; m <= k; ++m) {
+            const T cm = c[m][o];
+            p0 += loc.b[0][m] * cm;
+            if (need1) p1 += loc.b[1][m] * cm;
+            if (need2) p2 += loc.b[2][m] * cm;
+          }
+          vn[o] += p0;
+          for (int a = 0; a < d; ++a) gn[a * n_out + o] += p1 * g[a];
+          for (int p = 0; p < np; ++p) sn[p * n_out + o] += p1 * e[p] + p2 * q[p];
+        }
+      }
+    }
+  }
+}
+
+// Gradients of sum(gval val) + sum(ggrad grad) + sum(gsec sec) w.r.t. x, dh, d2h, m2, coef, wb.
+template <typename T, int ORDER, int D, int P, int NO>
+void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
+              const T* wb, const T* t0, const T* h, const T* gval, const T* ggrad, const T* gsec,
+              T* gx, T* gdh, T* gd2h, T* gm2, T* gcoef, T* gwb, int threads) {
+  const int64_t n_out = NO > 0 ? NO : s.n_out;
+  const int k = ORDER > 0 ? ORDER : s.order;
+  const int d = D >= 0 ? D : s.d, np = P >= 0 ? P : s.P;
+  const int64_t n_coef = s.n_in * s.K * n_out, n_wb = s.n_in * n_out;
+  const int64_t per_thread = n_coef + n_wb + n_out;  // + a discarded row
+  std::vector<T> acc((size_t)threads * per_thread, T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    T* my = acc.data() + (size_t)omp_get_thread_num() * per_thread;
+    T* dump = my + n_coef + n_wb;
+    std::vector<T> zero(n_out, T(0)), buf(3 * n_out);
+    T* P1 = buf.data();  // first derivative per output
+    T* P2 = P1 + n_out;  // second derivative
+    T* X = P2 + n_out;   // contribution to d/dx_i per output
+    Local<T, ORDER> loc;
+    T sil[4], g[MAX_D], e[MAX_P], q[MAX_P];
+    const T* c[MAX_ORDER + 1];
+    T* gc[MAX_ORDER + 1];
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < s.n; ++n) {
+      const T* gv = gval + n * n_out;
+      const T* gg = ggrad + n * d * n_out;
+      const T* gs = gsec + n * np * n_out;
+      for (int64_t i = 0; i < s.n_in; ++i) {
+        const int64_t ni = n * s.n_in + i;
+        silu_derivs(x[ni], sil);
+        loc.compute(s, x[ni], t0[i], h[i]);
+        const T* ci = coef + i * s.K * n_out;
+        T* gci = my + i * s.K * n_out;
+        for (int m = 0; m <= k; ++m) {
+          c[m] = loc.row[m] >= 0 ? ci + loc.row[m] * n_out : zero.data();
+          gc[m] = loc.row[m] >= 0 ? gci + loc.row[m] * n_out : dump;
+        }
+        for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
+        for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p], q[p] = m2[ni * np + p];
+        const T* w = wb + i * n_out;
+        T* gw = my + n_coef + i * n_out;
+        const T s0 = sil[0], s1 = sil[1], s2 = sil[2], s3 = sil[3];
+#pragma omp simd
+        for (int64_t o = 0; o < n_out; ++o) {
+          // first to third derivatives of edge (i, o)
+          T p1 = w[o] * s1, p2 = w[o] * s2, p3 = w[o] * s3;
+          for (int m = 0; m <= k; ++m) {
+            const T cm = c[m][o];
+            p1 += loc.b[1][m] * cm;
+            p2 += loc.b[2][m] * cm;
+            p3 += loc.b[3][m] * cm;
+          }
+          // a1, a2: what the first and second derivatives multiply in the forward, contracted
+          // with the output gradients
+          T a1 = T(0), a2 = T(0);
+          for (int a = 0; a < d; ++a) a1 += gg[a * n_out + o] * g[a];
+          for (int p = 0; p < np; ++p) {
+            a1 += gs[p * n_out + o] * e[p];
+            a2 += gs[p * n_out + o] * q[p];
+          }
+          const T a0 = gv[o];
+          P1[o] = p1, P2[o] = p2;
+          X[o] = p1 * a0 + p2 * a1 + p3 * a2;
+          gw[o] += s0 * a0 + s1 * a1 + s2 * a2;
+          for (int m = 0; m <= k; ++m) gc[m][o] += loc.b[0][m] * a0 + loc.b[1][m] * a1 + loc.b[2][m] * a2;
+        }
+        T acc_x = T(0);
+#pragma omp simd reduction(+ : acc_x)
+        for (int64_t o = 0; o < n_out; ++o) acc_x += X[o];
+        gx[ni] = acc_x;
+        for (int a = 0; a < d; ++a) {
+          const T* ga = gg + a * n_out;
+          T r = T(0);
+#pragma omp simd reduction(+ : r)
+          for (int64_t o = 0; o < n_out; ++o) r += P1[o] * ga[o];
+          gdh[ni * d + a] = r;
+        }
+        for (int p = 0; p < np; ++p) {
+          const T* gp = gs + p * n_out;
+          T r1 = T(0), r2 = T(0);
+#pragma omp simd reduction(+ : r1, r2)
+          for (int64_t o = 0; o < n_out; ++o) r1 += P1[o] * gp[o], r2 += P2[o] * gp[o];
+          gd2h[ni * np + p] = r1, gm2[ni * np + p] = r2;
+        }
+      }
+    }
+  }
+  for (int64_t j = 0; j < n_coef + n_wb; ++j) {  // sum the per-thread buffers
+    T v = T(0);
+    for (int t = 0; t < threads; ++t) v += acc[(size_t)t * per_thread + j];
+    (j < n_coef ? gcoef[j] : gwb[j - n_coef]) = v;
+  }
+}
+
+// Instantiation for the (order, d, P, n_out) at hand: specialised for the cubic layouts of
+// d <= 3 and for one output, generic (runtime counts) otherwise.
+template <typename T, int ORDER, int D, int P>
+struct Kernels {
+  template <int NO>
+  static void fwd(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
+                  const T* wb, const T* t0, const T* h, T* val, T* grad, T* sec, int threads) {
+    forward<T, ORDER, D, P, NO>(s, x, dh, d2h, m2, coef, wb, t0, h, val, grad, sec, threads);
+  }
+  template <int NO>
+  static void bwd(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
+                  const T* wb, const T* t0, const T* h, const T* gval, const T* ggrad, const T* gsec,
+                  T* gx, T* gdh, T* gd2h, T* gm2, T* gcoef, T* gwb, int threads) {
+    backward<T, ORDER, D, P, NO>(s, x, dh, d2h, m2, coef, wb, t0, h, gval, ggrad, gsec, gx, gdh,
+                                 gd2h, gm2, gcoef, gwb, threads);
+  }
+};
+
+template <typename T>
+using FwdPtr = void (*)(const Shape&, const T*, const T*, const T*, const T*, const T*, const T*,
+                        const T*, const T*, T*, T*, T*, int);
+template <typename T>
+using BwdPtr = void (*)(const Shape&, const T*, const T*, const T*, const T*, const T*, const T*,
+                        const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*,
+                        int);
+
+template <typename T>
+struct Pair {
+  FwdPtr<T> fwd;
+  BwdPtr<T> bwd;
+};
+
+template <typename T, int ORDER, int D, int P>
+Pair<T> both(bool one) {
+  using K = Kernels<T, ORDER, D, P>;
+  if (one) return {&K::template fwd<1>, &K::template bwd<1>};
+  return {&K::template fwd<0>, &K::template bwd<0>};
+}
+
+template <typename T>
+Pair<T> pick(const Shape& s) {
+  const bool one = s.n_out == 1;
+  if (s.order == 3) {
+#define IF(DD, PP) if (s.d == DD && s.P == PP) return both<T, 3, DD, PP>(one);
+    IF(0, 0) IF(1, 0) IF(1, 1) IF(2, 0) IF(2, 1) IF(2, 2) IF(2, 3) IF(3, 0) IF(3, 1) IF(3, 3) IF(3, 6)
+#undef IF
+    return both<T, 3, -1, -1>(one);
+  }
+  return both<T, 0, -1, -1>(one);
+}
+
+}  // namespace
+
+// dims = [N, n_in, n_out, K, n_cells, order, d, P]; order 1..7, d <= 16, P <= 136 (checked by
+// the caller).
+#define KAN_ENTRY(T, SUFFIX)                                                                      \
+  extern "C" void kan_jet_forward_##SUFFIX(const int64_t* dims, const T* x, const T* dh,           \
+                                           const T* d2h, const T* m2, const T* coef, const T* wb,  \
+                                           const T* t0, const T* h, T* val, T* grad, T* sec,       \
+                                           int threads) {                                          \
+    Shape s{dims[0], dims[1], dims[2], dims[3], dims[4], (int)dims[5], (int)dims[6], (int)dims[7]}; \
+    pick<T>(s).fwd(s, x, dh, d2h, m2, coef, wb, t0, h, val, grad, sec, threads);                  \
+  }                                                                                                \
+  extern "C" void kan_jet_backward_##SUFFIX(const int64_t* dims, const T* x, const T* dh,          \
+                                            const T* d2h, const T* m2, const T* coef, const T* wb, \
+                                            const T* t0, const T* h, const T* gval,                \
+                                            const T* ggrad, const T* gsec, T* gx, T* gdh,          \
+                                            T* gd2h, T* gm2, T* gcoef, T* gwb, int threads) {      \
+    Shape s{dims[0], dims[1], dims[2], dims[3], dims[4], (int)dims[5], (int)dims[6], (int)dims[7]}; \
+    pick<T>(s).bwd(s, x, dh, d2h, m2, coef, wb, t0, h, gval, ggrad, gsec, gx, gdh, gd2h, gm2,      \
+                   gcoef, gwb, threads);                                                         \
+  }
+
+KAN_ENTRY(double, f64)
+KAN_ENTRY(float, f32)
