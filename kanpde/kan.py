@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from numbers import Integral
 
@@ -349,6 +350,22 @@ class KANConfig:
     noise_scale: float = 0.1
     base_scale: float = 1.0
     mult: list[int] | None = None
+    symbolic: dict[str, str] | None = None
+
+
+_EDGE_KEY = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$")
+
+
+def edge_key(key, layers: Sequence[KANLayer], what: str) -> tuple[int, int, int]:
+    """(l, i, j) from an edge key "l,i,j" (edge i -> j of layer l); ConfigError naming `what` if
+    it is malformed or names no edge of `layers`."""
+    m = _EDGE_KEY.match(str(key))
+    if not m:
+        raise ConfigError(f"{what} key must be 'layer,i,j', got {key!r}")
+    l, i, j = map(int, m.groups())
+    if l >= len(layers) or i >= layers[l].in_dim or j >= layers[l].out_dim:
+        raise ConfigError(f"{what} {key!r} names no edge of this KAN")
+    return l, i, j
 
 
 def check_mult(mult, width: list[int]) -> list[int] | None:
@@ -381,6 +398,10 @@ class KAN(nn.Module):
     subnode[n_sum + 2k] * subnode[n_sum + 2k + 1] (each subnode includes its bias). `combine`
     maps subnodes to nodes. Symbolic edges or multiplication nodes make `jet` use autograd.
 
+    `symbolic` = {"l,i,j": name} fixes those edges to the library function f(x) = name from the
+    start (a, b, c, d = 1, 1, 0, 0; not trained): a config-level hint, like the paper's manual
+    mode (sec. 4.4), that leaves the other edges to learn around it.
+
     Args: see `KANConfig`; `generator` seeds the initial parameters, `dtype` their precision.
     """
 
@@ -393,6 +414,7 @@ class KAN(nn.Module):
         noise_scale: float = 0.1,
         base_scale: float = 1.0,
         mult: list[int] | None = None,
+        symbolic: dict[str, str] | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
     ):
@@ -404,13 +426,19 @@ class KAN(nn.Module):
         check_number(noise_scale, "model.noise_scale", minimum=0.0)
         check_number(base_scale, "model.base_scale", minimum=0.0)
         mult = check_mult(mult, width)
+        if symbolic is not None and not isinstance(symbolic, Mapping):
+            raise ConfigError(f"model.symbolic must be null or a mapping {{'layer,i,j': function}}, got {symbolic!r}")
+        symbolic = None if symbolic is None else {str(k): str(v) for k, v in symbolic.items()}
         self.config = KANConfig(list(width), grid, order, [float(v) for v in grid_range],
-                                float(noise_scale), float(base_scale), mult)
+                                float(noise_scale), float(base_scale), mult, symbolic)
         outs = [w + self._mult(l + 1) for l, w in enumerate(width[1:])]  # subnodes per layer
         self.layers = nn.ModuleList(
             KANLayer(a, b, grid, order, tuple(grid_range), noise_scale, base_scale, generator, dtype)
             for a, b in zip(width[:-1], outs)
         )
+        for key, name in (symbolic or {}).items():
+            l, i, j = edge_key(key, self.layers, "model.symbolic")
+            self.layers[l].fix_symbolic(i, j, name)
 
     def _mult(self, node_layer: int) -> int:
         return 0 if self.config.mult is None else self.config.mult[node_layer]

@@ -17,7 +17,6 @@ the network's edge on the data it was fitted to.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from scipy.optimize import least_squares
 from scipy.special import expit
 from torch import Tensor, nn
 
+from kanpde.kan import edge_key
 from kanpde.validate import ConfigError, check_int, check_number
 
 _LOG_MIN, _SQRT_MIN, _INV_MIN = 1e-6, 1e-12, 1e-6
@@ -347,20 +347,12 @@ def node_counts(model: nn.Module, l: int) -> tuple[int, int]:
     return width[l + 1] - n_mult, n_mult
 
 
-_HINT = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$")
-
-
 def _parse_hints(hints: Mapping[str, str] | None, model: nn.Module) -> dict[tuple[int, int, int], str]:
     parsed = {}
     for key, name in (hints or {}).items():
-        m = _HINT.match(str(key))
-        if not m:
-            raise ConfigError(f"symbolic hint key must be 'layer,i,j', got {key!r}")
-        l, i, j = map(int, m.groups())
-        if l >= len(model.layers) or i >= model.layers[l].in_dim or j >= model.layers[l].out_dim:
-            raise ConfigError(f"symbolic hint {key!r} names no edge of this KAN")
+        edge = edge_key(key, model.layers, "symbolic hint")
         function(name)
-        parsed[(l, i, j)] = name
+        parsed[edge] = name
     return parsed
 
 

@@ -220,3 +220,20 @@ def test_record_without_masks_or_symbolic_state_still_loads(tmp_path):
     assert all(float(layer.mask.min()) == 1.0 and not layer.has_symbolic for layer in loaded.layers)
     x = points(10, 2, seed=15)
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_model_symbolic_fixes_edges_from_the_start():
+    """KAN(symbolic={"l,i,j": name}) starts with those edges computing exactly name(x) (and the
+    rest splines); the setting survives a rebuild from constructor_args; bad keys are refused."""
+    model = KAN([3, 2, 1], grid=4, generator=gen(5), dtype=F64, symbolic={"0,1,0": "exp", "0,2,1": "cosh"})
+    assert model.layers[0].sym_names == [["", ""], ["exp", ""], ["", "cosh"]]
+    x = points(30, 3, seed=6)
+    edges = model.layers[0].edges(x)  # (N, 3, 2)
+    torch.testing.assert_close(edges[:, 1, 0], torch.exp(x[:, 1]), rtol=1e-14, atol=0)
+    torch.testing.assert_close(edges[:, 2, 1], torch.cosh(x[:, 2]), rtol=1e-14, atol=0)
+    rebuilt = KAN(**model.constructor_args(), dtype=F64)
+    assert rebuilt.layers[0].sym_names == model.layers[0].sym_names
+    for bad, words in [({"0,3,0": "exp"}, "names no edge"), ({"0-1-0": "exp"}, "layer,i,j"),
+                       ({"0,1,0": "expo"}, "not known"), ("exp", "mapping")]:
+        with pytest.raises(ConfigError, match=words):
+            KAN([3, 2, 1], symbolic=bad)

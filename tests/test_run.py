@@ -84,6 +84,34 @@ def test_run_is_reproducible(tiny_config, tmp_path):
         np.testing.assert_array_equal(np.array(fa["fields/u_pred"]), np.array(fb["fields/u_pred"]))
 
 
+def test_restarts_keep_the_lowest_training_loss(tiny_config, tmp_path):
+    """restarts=3 trains seeds 0, 1, 2 on the same data and keeps the one with the lowest final
+    training loss: its metrics equal a plain run of that seed (with data_seed fixed at 0)."""
+    multi = run(tiny_config("problem=poisson_sinsin", "model=kan", "restarts=3", "data_seed=0"), tmp_path / "m")
+    tried = multi["restarts"]
+    assert [t["seed"] for t in tried] == [0, 1, 2]
+    best = min(tried, key=lambda t: t["loss"])
+    assert multi["seed"] == best["seed"] and multi["loss"] == best["loss"]
+    assert len({t["loss"] for t in tried}) == 3  # the seeds really differ
+    single = run(tiny_config("problem=poisson_sinsin", "model=kan", f"seed={best['seed']}", "data_seed=0"),
+                 tmp_path / "s")
+    assert single["loss"] == multi["loss"] and single["l2_sq"] == multi["l2_sq"]
+
+
+def test_loss_scale_changes_the_objective_not_the_record(tiny_config, tmp_path):
+    """With loss_scale the optimiser sees S x loss, but the recorded final loss is the loss itself
+    (that of the last evaluation, within a line search of the saved model's: not S = 1e6 times
+    it); a non-positive scale is refused."""
+    cfg = tiny_config("problem=poisson_sinsin", "model=kan", "+optim.stages.0.loss_scale=1e6")
+    metrics = run(cfg, tmp_path)
+    problem = build_problem(OmegaConf.to_container(cfg.problem))
+    data = problem.sample(torch.Generator().manual_seed(cfg.data_seed))
+    loss = sum(problem.losses(load_model(tmp_path), data, True).values())
+    assert metrics["loss"] == pytest.approx(float(loss), rel=0.05)
+    with pytest.raises(ConfigError, match="loss_scale"):
+        run(tiny_config("+optim.stages.0.loss_scale=0"), tmp_path / "bad")
+
+
 def test_run_diverges_cleanly(tiny_config, tmp_path):
     """A non-finite update (Adam with lr = inf) stops the run with status "diverged" after one
     step and restores the last finite parameters: here the initial ones."""
@@ -107,6 +135,7 @@ def test_run_diverges_cleanly(tiny_config, tmp_path):
     ("problem.n_interior=0", "problem.n_interior"),
     ("optim.stages.0.optimizer=sgd", "sgd"),
     ("dtype=float16", "float16"),
+    ("restarts=0", "restarts"),
     ("+bogus=1", "bogus"),
 ])
 def test_run_rejects_bad_config_before_work(tiny_config, tmp_path, override, words):
