@@ -52,12 +52,6 @@ class Stage:
             The history's `loss_reg` column is the weighted term lambda R, part of `loss`.
         reg_entropy: mu, weight of the entropy inside R (pykan's lamb_entropy).
         reg_coef: nu, weight of the coefficient L1 inside R (pykan's lamb_coef).
-        loss_scale: the optimiser minimises loss_scale x loss (the history records the loss
-            itself). For L-BFGS this is not a no-op: torch's L-BFGS drops a curvature pair unless
-            y.s > 1e-10, a fixed threshold that PDE losses of 1e-7 and below reach, after which
-            its steps degrade; pykan's own L-BFGS copy lowers it to 1e-32. Scaling the objective
-            by S lowers the threshold to 1e-10 / S and changes nothing else but the first step
-            of each stage (a line search from a 1/S smaller trial step).
     """
 
     optimizer: str = "lbfgs"
@@ -72,7 +66,6 @@ class Stage:
     reg: float = 0.0
     reg_entropy: float = 2.0
     reg_coef: float = 0.0
-    loss_scale: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: dict, where: str) -> Stage:
@@ -96,8 +89,6 @@ class Stage:
         check_int(s.history_size, f"{where}.history_size", minimum=1)
         for name in ("reg", "reg_entropy", "reg_coef"):
             check_number(getattr(s, name), f"{where}.{name}", minimum=0.0)
-        if not math.isfinite(check_number(s.loss_scale, f"{where}.loss_scale", positive=True)):
-            raise ConfigError(f"{where}.loss_scale must be a finite number > 0, got {s.loss_scale!r}")
         return s
 
 
@@ -229,14 +220,13 @@ def train(
                 nonlocal evals
                 opt.zero_grad(set_to_none=True)
                 loss, terms = loss_fn(stage)
-                scaled = loss * stage.loss_scale if stage.loss_scale != 1 else loss
-                scaled.backward()
+                loss.backward()
                 for p in model.parameters():  # L-BFGS views grads flat; some come back strided
                     if p.grad is not None and not p.grad.is_contiguous():
                         p.grad = p.grad.contiguous()
                 evals += 1
                 box["loss"], box["terms"] = loss.detach(), terms
-                return scaled
+                return loss
 
             if stage.optimizer == "lbfgs":
                 opt.step(closure)

@@ -98,20 +98,6 @@ def test_restarts_keep_the_lowest_training_loss(tiny_config, tmp_path):
     assert single["loss"] == multi["loss"] and single["l2_sq"] == multi["l2_sq"]
 
 
-def test_loss_scale_changes_the_objective_not_the_record(tiny_config, tmp_path):
-    """With loss_scale the optimiser sees S x loss, but the recorded final loss is the loss itself
-    (that of the last evaluation, within a line search of the saved model's: not S = 1e6 times
-    it); a non-positive scale is refused."""
-    cfg = tiny_config("problem=poisson_sinsin", "model=kan", "+optim.stages.0.loss_scale=1e6")
-    metrics = run(cfg, tmp_path)
-    problem = build_problem(OmegaConf.to_container(cfg.problem))
-    data = problem.sample(torch.Generator().manual_seed(cfg.data_seed))
-    loss = sum(problem.losses(load_model(tmp_path), data, True).values())
-    assert metrics["loss"] == pytest.approx(float(loss), rel=0.05)
-    with pytest.raises(ConfigError, match="loss_scale"):
-        run(tiny_config("+optim.stages.0.loss_scale=0"), tmp_path / "bad")
-
-
 def test_run_diverges_cleanly(tiny_config, tmp_path):
     """A non-finite update (Adam with lr = inf) stops the run with status "diverged" after one
     step and restores the last finite parameters: here the initial ones."""
