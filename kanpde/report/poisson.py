@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from kanpde.record import H5  # noqa: E402
 from kanpde.report.records import (  # noqa: E402
     Group,
+    Run,
     best_by,
     fit_slope,
     group_runs,
@@ -258,6 +259,17 @@ def answers(groups: list[Group]) -> list[str]:
     return lines
 
 
+def sweep_lines(runs: list[Run]) -> list[str]:
+    """One line per sweep folder (the parent of its job folders): runs, sum of run times, and
+    the time from its first start to its last end (what the sweep took on the machine)."""
+    by_folder: dict = {}
+    for r in runs:
+        by_folder.setdefault(r.path.parent, []).append(r)
+    return [f"- `{folder}`: {len(rs)} runs, sum of run times {sum(r.metrics.get('total_s', 0) for r in rs):.0f} s, "
+            f"first start to last end {sweep_span(rs):.0f} s"
+            for folder, rs in sorted(by_folder.items(), key=lambda kv: str(kv[0]))]
+
+
 def write(runs, out: Path, command: str) -> list[Path]:
     """Write the whole Poisson report into `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -273,6 +285,7 @@ def write(runs, out: Path, command: str) -> list[Path]:
     text = [f"# Poisson reproduction (paper sec. 3.4, Figure 3.3)\n", f"Made by: `{command}`\n",
             f"{len(runs)} runs, {len(failed)} not ok; sum of run times {sum(r.metrics.get('total_s', 0) for r in runs):.0f} s, "
             f"first start to last end {sweep_span(runs):.0f} s.\n",
+            "## Sweeps (wall time of each sweep folder)\n", *sweep_lines(runs), "",
             "## Final metrics (median and range over seeds)\n", markdown(rows),
             "\n## Error against parameter count at the end of each grid stage (KAN)\n"]
     for name, s in scaling.items():
