@@ -44,6 +44,12 @@ def row(run: Run, index: int) -> dict:
     paper = PAPER.get(str(m.get("problem")), {})
     mult = run.model.get("mult")
     model = f"KAN {width_text(m.get('width', []))}" + (f" mult {width_text(mult)}" if mult else "")
+    fixed = run.model.get("symbolic") or {}
+    if fixed:  # edges fixed from the start: config-level hints
+        model += ", fixed " + ", ".join(f"{k}: {v}" for k, v in fixed.items())
+    restarts = m.get("restarts")
+    if restarts:
+        model += f", best of {len(restarts)} seeds"
     err = m.get("formula_max_rel_err")
     return {
         "run": str(index), "problem": _problem(run), "model": model,
