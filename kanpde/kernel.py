@@ -7,7 +7,7 @@ are zero at every point. The kernel visits each (point, input) once, touches onl
 non-zero bases of its cell, and keeps the temporaries in registers and L1.
 
 The source is compiled on first use with the system C++ compiler (`c++ -O3 -march=native
--fopenmp`, about 2 s) into a cache folder (`$KANPDE_CACHE`, else `~/.cache/kanpde`), keyed by the
+-fopenmp`, about 10 s) into a cache folder (`$KANPDE_CACHE`, else `~/.cache/kanpde`), keyed by the
 source, compiler flags and machine, and loaded with ctypes; no torch headers are needed. Where it
 cannot be used (no compiler, CUDA tensors, non-uniform knots, other dtypes than float32/64, inside
 torch.compile, during nested autograd, with `KANPDE_KERNEL=0` or the run setting `kernel: false`),
@@ -108,7 +108,7 @@ def usable(x: Tensor, order: int, d: int = 0, p: int = 0) -> bool:
         return False
     if not (1 <= order <= MAX_ORDER and d <= MAX_D and p <= MAX_P):
         return False
-    if torch.compiler.is_compiling():
+    if getattr(torch.compiler, "is_compiling", lambda: False)():  # traced: let dynamo see torch ops
         return False
     return library() is not None
 

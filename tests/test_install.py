@@ -62,7 +62,7 @@ def test_default_config_composes():
     assert plain["problem"]["name"] == "poisson" and plain["problem"]["n_interior"] == 10_000
     assert plain["model"] == {"name": "kan", "width": [2, 10, 1], "grid": 5, "order": 3,
                               "grid_range": [-1.0, 1.0], "noise_scale": 0.1, "base_scale": 1.0,
-                              "mult": None}
+                              "mult": None, "symbolic": None}
     assert plain["optim"]["name"] == "grid_lbfgs"
     assert [s.grid for s in parse_stages(plain["optim"]["stages"])] == [5, 10, 20]
     assert plain["seed"] == 0 and plain["data_seed"] == 0 and plain["dtype"] == "float64"

@@ -143,7 +143,7 @@ def test_mobility_report_from_real_runs(tmp_path: Path):
     for name in ("gaam", "mosaic"):
         cfg = compose_config([f"problem={name}", "problem.n_hamiltonians=4", "problem.n_sites=30",
                               "problem.test_fraction=0.5", f"problem.cache_dir={tmp_path / 'cache'}",
-                              "progress=false", "device=cpu", TINY_STAGES], shrink=False)
+                              "progress=false", "device=cpu", "restarts=1", TINY_STAGES], shrink=False)
         metrics = run(cfg, tmp_path / "runs" / name)
     files = report([tmp_path / "runs"], tmp_path / "out", command="python -m kanpde.report runs")
     text = (tmp_path / "out" / "report.md").read_text()
