@@ -350,7 +350,7 @@ class KANConfig:
     noise_scale: float = 0.1
     base_scale: float = 1.0
     mult: list[int] | None = None
-    symbolic: dict[str, str] | None = None
+    symbolic: dict[str, str | list] | None = None
 
 
 _EDGE_KEY = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$")
@@ -399,8 +399,9 @@ class KAN(nn.Module):
     maps subnodes to nodes. Symbolic edges or multiplication nodes make `jet` use autograd.
 
     `symbolic` = {"l,i,j": name} fixes those edges to the library function f(x) = name from the
-    start (a, b, c, d = 1, 1, 0, 0; not trained): a config-level hint, like the paper's manual
-    mode (sec. 4.4), that leaves the other edges to learn around it.
+    start (a, b, c, d = 1, 1, 0, 0; not trained), {"l,i,j": [name, a, b, c, d]} to
+    a f(b x + c) + d: a config-level hint, like the paper's manual mode (sec. 4.4), that leaves
+    the other edges to learn around it.
 
     Args: see `KANConfig`; `generator` seeds the initial parameters, `dtype` their precision.
     """
@@ -414,7 +415,7 @@ class KAN(nn.Module):
         noise_scale: float = 0.1,
         base_scale: float = 1.0,
         mult: list[int] | None = None,
-        symbolic: dict[str, str] | None = None,
+        symbolic: dict[str, str | list] | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
     ):
@@ -428,7 +429,8 @@ class KAN(nn.Module):
         mult = check_mult(mult, width)
         if symbolic is not None and not isinstance(symbolic, Mapping):
             raise ConfigError(f"model.symbolic must be null or a mapping {{'layer,i,j': function}}, got {symbolic!r}")
-        symbolic = None if symbolic is None else {str(k): str(v) for k, v in symbolic.items()}
+        symbolic = None if symbolic is None else {
+            str(k): str(v) if isinstance(v, str) else list(v) for k, v in symbolic.items()}
         self.config = KANConfig(list(width), grid, order, [float(v) for v in grid_range],
                                 float(noise_scale), float(base_scale), mult, symbolic)
         outs = [w + self._mult(l + 1) for l, w in enumerate(width[1:])]  # subnodes per layer
@@ -436,9 +438,10 @@ class KAN(nn.Module):
             KANLayer(a, b, grid, order, tuple(grid_range), noise_scale, base_scale, generator, dtype)
             for a, b in zip(width[:-1], outs)
         )
-        for key, name in (symbolic or {}).items():
+        for key, spec in (symbolic or {}).items():
             l, i, j = edge_key(key, self.layers, "model.symbolic")
-            self.layers[l].fix_symbolic(i, j, name)
+            name, params = (spec, IDENTITY) if isinstance(spec, str) else (spec[0] if spec else "", spec[1:])
+            self.layers[l].fix_symbolic(i, j, name, params)
 
     def _mult(self, node_layer: int) -> int:
         return 0 if self.config.mult is None else self.config.mult[node_layer]

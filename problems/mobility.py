@@ -157,18 +157,29 @@ class Mosaic(_MobilityEdge):
 
     def metrics(self, model: nn.Module, test: Data) -> dict[str, float]:
         """Accuracies, plus how far the model's learned edge lambda*(E) (where its logit changes
-        sign along lambda) is from 1 / |f_kappa(E)|: the median relative error over energies of
-        the test states whose theoretical edge lies inside the sampled lambda range."""
+        sign along lambda) is from 1 / |f_kappa(E)|: the median relative error over the energies
+        where the test states determine the edge (see `edge_error`)."""
         out = super().metrics(model, test)
-        out["edge_rel_err"] = self.edge_error(model, test["x"][:, 1].double().cpu().numpy())
+        x = test["x"].double().cpu().numpy()
+        out["edge_rel_err"] = self.edge_error(model, x[:, 1], x[:, 0])
         return out
 
-    def edge_error(self, model: nn.Module, energies: np.ndarray, n_lam: int = 400, n_e: int = 200) -> float:
+    def edge_error(self, model: nn.Module, energies: np.ndarray, lams: np.ndarray, n_lam: int = 400,
+                   n_e: int = 200, neighbours: int = 50) -> float:
+        """Median relative distance of the learned edge from 1 / |f_kappa(E)| over n_e energies
+        (quantiles of the states'), counting only energies whose `neighbours` nearest states (in
+        E) have lambdas on both sides of the theoretical edge: elsewhere (e.g. kappa = 2 at
+        |E| > 2.2, where every state has lambda above the edge) no data fixes where a classifier
+        puts it. energies, lams: (M,) of the test states."""
         lo, hi = chains.DEFAULT_RANGES["mosaic"]["lam"]
         e = np.quantile(energies, np.linspace(0.01, 0.99, n_e))  # (n_e,) where the states are
         with np.errstate(divide="ignore"):
             theory = 1 / np.abs(self.edge_function(e))  # (n_e,)
-        inside = (theory > lo) & (theory < hi)
+        k = min(neighbours, len(energies))
+        near = np.argpartition(np.abs(energies[None, :] - e[:, None]), k - 1, axis=1)[:, :k]  # (n_e, k)
+        lam_near = lams[near]  # (n_e, k)
+        inside = ((theory > lo) & (theory < hi) & (lam_near.min(axis=1) < theory)
+                  & (lam_near.max(axis=1) > theory))
         if not inside.any():
             return float("nan")
         lam = np.linspace(lo, hi, n_lam)

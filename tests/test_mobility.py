@@ -129,3 +129,33 @@ def test_run_mobility_problem(tmp_path, problem, extra):
         assert 0 <= metrics["formula_accuracy"] <= 1 and metrics["formula"]
         assert (tmp_path / "run" / "formula.json").exists() and (tmp_path / "run" / "edges.png").exists()
     assert math.isfinite(metrics["loss"])
+
+
+class _EdgeAt(nn.Module):
+    """Logit log(c / |f_kappa(E)|) - log(lambda): its edge is lambda = c / |f_kappa(E)|."""
+
+    def __init__(self, problem, c: float):
+        super().__init__()
+        self.problem, self.c = problem, c
+        self.dummy = nn.Parameter(torch.zeros((), dtype=torch.float64))  # for the dtype/device
+
+    def forward(self, x):
+        f = torch.as_tensor(self.problem.edge_function(x[:, 1].numpy()))
+        return (math.log(self.c) - torch.log(f.abs()) - torch.log(x[:, 0])).unsqueeze(1)
+
+
+def test_mosaic_edge_error_oracle(tmp_path):
+    """edge_error is ~0 for a model whose edge is 1/|f_kappa| and ~0.3 for one at 1.3/|f_kappa|,
+    counting only energies whose nearby states lie on both sides of the edge."""
+    import numpy as np
+
+    problem = build_problem({"name": "mosaic", "kappa": 3, "cache_dir": str(tmp_path)})
+    rng = np.random.default_rng(0)
+    energies = rng.uniform(-3, 3, 4000)
+    lams = rng.uniform(0.2, 3.0, 4000)
+    exact = problem.edge_error(_EdgeAt(problem, 1.0), energies, lams)
+    off = problem.edge_error(_EdgeAt(problem, 1.3), energies, lams)
+    assert exact < 0.01 and abs(off - 0.3) < 0.02
+    # states only above the edge: no energy determines it
+    above = 1.5 / np.abs(problem.edge_function(energies)) + lams
+    assert math.isnan(problem.edge_error(_EdgeAt(problem, 1.0), energies, above))
