@@ -233,7 +233,10 @@ def test_model_symbolic_fixes_edges_from_the_start():
     torch.testing.assert_close(edges[:, 2, 1], torch.cosh(x[:, 2]), rtol=1e-14, atol=0)
     rebuilt = KAN(**model.constructor_args(), dtype=F64)
     assert rebuilt.layers[0].sym_names == model.layers[0].sym_names
+    affine = KAN([3, 1], generator=gen(5), dtype=F64, symbolic={"0,0,0": ["x", -2.0, 1.0, 0.0, 0.5]})
+    torch.testing.assert_close(affine.layers[0].edges(x)[:, 0, 0], -2 * x[:, 0] + 0.5, rtol=1e-14, atol=1e-14)
     for bad, words in [({"0,3,0": "exp"}, "names no edge"), ({"0-1-0": "exp"}, "layer,i,j"),
-                       ({"0,1,0": "expo"}, "not known"), ("exp", "mapping")]:
+                       ({"0,1,0": "expo"}, "not known"), ("exp", "mapping"),
+                       ({"0,1,0": ["exp", 1.0]}, "four finite numbers")]:
         with pytest.raises(ConfigError, match=words):
             KAN([3, 2, 1], symbolic=bad)
