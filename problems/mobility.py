@@ -155,22 +155,39 @@ class Mosaic(_MobilityEdge):
         e, g = np.asarray(energy, dtype=float), (np.sqrt(5) - 1) / 2
         return {2: e, 3: e**2 - 1, 4: e * (e**2 - 2), 5: (e**2 - g**2) * (e**2 - g**-2)}[self.kappa]
 
+    def sample(self, generator: torch.Generator) -> Data:
+        """As the base class; the test data also get the energies the edge error is measured at
+        (`edge_energies`: data only, so worked out once, not at every logged step)."""
+        train = super().sample(generator)
+        x = self._test["x"].numpy()
+        e, theory = self.edge_energies(x[:, 1], x[:, 0])
+        self._test.update(edge_E=torch.from_numpy(e), edge_theory=torch.from_numpy(theory))
+        return train
+
     def metrics(self, model: nn.Module, test: Data) -> dict[str, float]:
         """Accuracies, plus how far the model's learned edge lambda*(E) (where its logit changes
         sign along lambda) is from 1 / |f_kappa(E)|: the median relative error over the energies
-        where the test states determine the edge (see `edge_error`)."""
+        where the test states determine the edge (see `edge_energies`)."""
         out = super().metrics(model, test)
-        x = test["x"].double().cpu().numpy()
-        out["edge_rel_err"] = self.edge_error(model, x[:, 1], x[:, 0])
+        out["edge_rel_err"] = self._edge_error_at(model, test["edge_E"].cpu().numpy(),
+                                                  test["edge_theory"].cpu().numpy())
         return out
 
-    def edge_error(self, model: nn.Module, energies: np.ndarray, lams: np.ndarray, n_lam: int = 400,
-                   n_e: int = 200, neighbours: int = 50) -> float:
-        """Median relative distance of the learned edge from 1 / |f_kappa(E)| over n_e energies
-        (quantiles of the states'), counting only energies whose `neighbours` nearest states (in
-        E) have lambdas on both sides of the theoretical edge: elsewhere (e.g. kappa = 2 at
-        |E| > 2.2, where every state has lambda above the edge) no data fixes where a classifier
-        puts it. energies, lams: (M,) of the test states."""
+    def edge_energies(self, energies: np.ndarray, lams: np.ndarray, n_e: int = 200,
+                      neighbours: int = 50) -> tuple[np.ndarray, np.ndarray]:
+        """Energies at which the data determine the edge, and the theory's edge there.
+
+        Of n_e energies (quantiles of the states'), those whose theoretical edge lies in the
+        sampled lambda range and whose `neighbours` nearest states (in E) have lambdas on both
+        sides of it: elsewhere (e.g. kappa = 2 at |E| > 2.2, where every state has lambda above
+        the edge) no data fixes where a classifier puts it.
+
+        Args:
+            energies, lams: (M,) of the states.
+
+        Returns:
+            e (K,), theory edge 1 / |f_kappa(e)| (K,); K <= n_e.
+        """
         lo, hi = chains.DEFAULT_RANGES["mosaic"]["lam"]
         e = np.quantile(energies, np.linspace(0.01, 0.99, n_e))  # (n_e,) where the states are
         with np.errstate(divide="ignore"):
@@ -180,19 +197,31 @@ class Mosaic(_MobilityEdge):
         lam_near = lams[near]  # (n_e, k)
         inside = ((theory > lo) & (theory < hi) & (lam_near.min(axis=1) < theory)
                   & (lam_near.max(axis=1) > theory))
-        if not inside.any():
+        return e[inside], theory[inside]
+
+    def edge_error(self, model: nn.Module, energies: np.ndarray, lams: np.ndarray, n_lam: int = 400,
+                   n_e: int = 200, neighbours: int = 50) -> float:
+        """Median relative distance of the model's edge from 1 / |f_kappa(E)| over the energies
+        `edge_energies` picks from states (energies, lams), (M,) each; nan if it picks none."""
+        return self._edge_error_at(model, *self.edge_energies(energies, lams, n_e, neighbours), n_lam)
+
+    def _edge_error_at(self, model: nn.Module, e: np.ndarray, theory: np.ndarray, n_lam: int = 400) -> float:
+        """Median relative distance of the learned edge from `theory` at energies e, (K,) each."""
+        if not len(e):
             return float("nan")
+        lo, hi = chains.DEFAULT_RANGES["mosaic"]["lam"]
         lam = np.linspace(lo, hi, n_lam)
         grid = np.stack(np.broadcast_arrays(lam[None, :], e[:, None]), axis=-1).reshape(-1, 2)
         p = next(model.parameters())
         with torch.no_grad():
-            z = model(torch.from_numpy(grid).to(p.device, p.dtype)).double().cpu().numpy().reshape(n_e, n_lam)
+            z = model(torch.from_numpy(grid).to(p.device, p.dtype)).double().cpu().numpy().reshape(len(e), n_lam)
         # extended (z > 0) below the edge, localized above: the first sign change along lambda
-        change = (z[:, :-1] > 0) & (z[:, 1:] <= 0)  # (n_e, n_lam - 1)
+        change = (z[:, :-1] > 0) & (z[:, 1:] <= 0)  # (K, n_lam - 1)
         has = change.any(axis=1)
         k = change.argmax(axis=1)
-        learned = np.where(has, lam[k] + (lam[k + 1] - lam[k]) * z[np.arange(n_e), k]
-                           / (z[np.arange(n_e), k] - z[np.arange(n_e), k + 1] + 1e-300), np.nan)
+        rows = np.arange(len(e))
+        learned = np.where(has, lam[k] + (lam[k + 1] - lam[k]) * z[rows, k]
+                           / (z[rows, k] - z[rows, k + 1] + 1e-300), np.nan)
         rel = np.abs(learned - theory) / theory
         rel = np.where(np.isnan(rel), 1.0, rel)  # an edge the model does not draw counts as 100 % off
-        return float(np.median(rel[inside]))
+        return float(np.median(rel))
