@@ -8,7 +8,8 @@ import sympy as sp
 import torch
 from torch.nn import functional as F
 
-from kanpde.discover import Settings, accuracy, compare, discover, refit
+from kanpde.discover import Settings, compare, discover
+from kanpde.tidy import accuracy, refit
 from kanpde.kan import KAN
 from kanpde.sparsity import regularizer
 from kanpde.validate import ConfigError
