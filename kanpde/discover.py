@@ -2,8 +2,8 @@
 (arXiv 2404.19756, sec. 2.5.1 and 4.4; the "automatic mode" of its Figure 2.4).
 
     trained KAN --prune--> sparse KAN --auto_symbolic--> symbolic KAN --formula--> sympy
-    --prune_terms--> fewer terms --refit (the problem's loss on the constants)--> --select_terms
-    (backward elimination by accuracy)--> --snap_arguments, snap_coefficients--> the formula
+    --select_terms (fewest terms that classify as well)--> --refit (the problem's loss on the
+    constants)--> --snap_arguments, snap_coefficients (rounding)--> the formula
 
 Every step is a function of the model and the data; `discover` chains them with the settings of
 the `interpret` config group and returns what it found. `compare` tells how close a formula is to
@@ -42,9 +42,11 @@ class Settings:
         r2_threshold: an edge whose best fit is worse stays a spline (then no formula).
         r2_tol: the simplest function within this R^2 of the best one is chosen.
         hints: {"layer,i,j": function} forced fits.
-        term_tol: `prune_terms` tolerance (relative RMS change allowed by dropping terms).
+        term_tol: `prune_terms` tolerance (relative RMS change allowed by dropping terms), used
+            instead of `select_terms` when refit is false.
         select_tol: `select_terms` tolerance (training accuracy the dropped terms may cost).
-        refit: refit the formula's numbers on the training data with the problem's loss.
+        refit: choose the terms (`select_terms`) and refit the formula's numbers on the training
+            data with the problem's loss; false: drop small terms (`prune_terms`), no refit.
         digits: decimals of the numbers in the reported formula.
     """
 
@@ -139,15 +141,15 @@ def discover(model: KAN, inputs: tuple[str, ...], x: torch.Tensor, y: torch.Tens
     raw = formula(sym, inputs)
     xs, ys = x.detach().cpu().double().numpy(), y.detach().cpu().double().numpy().reshape(-1)
     data = {name: xs[:, k] for k, name in enumerate(inputs)}
-    tidy = prune_terms(raw, data, settings.term_tol)
-    final = refit(tidy, inputs, xs, ys) if settings.refit else tidy
-    # functions left in their straight part become linear; tidy and refit once more
+    if settings.refit:  # classification: keep the terms the labels need, refit them
+        final = refit(select_terms(raw, inputs, xs, ys, settings.select_tol), inputs, xs, ys)
+    else:
+        final = prune_terms(raw, data, settings.term_tol)
+    # functions left in their straight part become linear; select (or tidy) and refit once more
     straight = linearize(final, data)
     if straight is not final:
-        final = prune_terms(straight, data, settings.term_tol)
-        final = refit(final, inputs, xs, ys) if settings.refit else final
-    if settings.refit:  # both refit what they leave
-        final = select_terms(final, inputs, xs, ys, settings.select_tol)
+        final = (refit(select_terms(straight, inputs, xs, ys, settings.select_tol), inputs, xs, ys)
+                 if settings.refit else prune_terms(straight, data, settings.term_tol))
     fitted = final  # before rounding, kept in the record
     if settings.refit:
         final = snap_arguments(final, inputs, xs, ys)

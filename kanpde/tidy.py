@@ -7,8 +7,7 @@ the shortest formula that classifies as well:
 
     refit            every float constant by the cross-entropy (BFGS)
     linearize        a function left in its straight part -> its tangent
-    select_terms     backward elimination: drop the term whose loss (after a refit) is lowest,
-                     while accuracy stays within a tolerance of the full formula's
+    select_terms     the fewest terms that classify about as well as all (best-subset search)
     snap_arguments   constants inside function arguments rounded (cosh(0.97 p) -> cosh(p))
     snap_coefficients  term coefficients rounded relative to the largest
 
@@ -16,6 +15,9 @@ Shapes: x is (N, len(inputs)) with the columns named by `inputs`, y is (N,) labe
 """
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 import sympy as sp
@@ -114,33 +116,103 @@ def linearize(expr: sp.Expr, data: dict[str, np.ndarray], tol: float = 0.02) -> 
 
 
 def select_terms(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.ndarray,
-                 tol: float = 0.005) -> sp.Expr:
-    """Backward elimination of additive terms by what they do for the classification.
+                 tol: float = 0.005, exhaustive: int = 4, budget: int = 20000, max_rows: int = 20000,
+                 seed: int = 0) -> sp.Expr:
+    """The fewest additive terms of the formula that classify about as well as all of them.
 
-    Repeatedly tries the formula without each of its terms, each refitted (`refit`), and keeps
-    the one with the lowest cross-entropy, as long as its accuracy stays within `tol` of the
-    full formula's. Unlike `kanpde.formula.prune_terms` (which drops terms that are small), this
-    drops terms the boundary does not need: two large terms that nearly cancel, or a product
-    term standing in for another, e.g. 9.2 e^{1.41 p} - 15.2 cosh(1.41 p) + ... down to
-    E + e^p - lam cosh p. Cost: one refit per term per dropped term.
+    Each term of the expanded formula (its number stripped, the numbers inside functions kept)
+    is a feature; a logistic regression on a subset of features is convex, so every subset gets
+    its best coefficients (Newton's method). Best-subset search: for k = 1, 2, ..., `exhaustive`
+    terms, the k-subset with the lowest cross-entropy; the first whose training accuracy is
+    within `tol` of all terms' wins. Past `exhaustive`, backward elimination (drop the term that
+    costs least, while the accuracy stays within `tol`). The winner's constants, those inside
+    functions included, are then refitted (`refit`).
+
+    Why not drop small terms: a formula read off a network often holds large terms that nearly
+    cancel (E lam, lam^2, lam and a constant standing in for E), so the terms the boundary needs
+    are not the largest; and greedy elimination can lose a needed term on the way.
 
     Args:
         expr: a logit formula; x (N, d) inputs named `inputs`; y (N,) labels in {0, 1}.
         tol: accuracy (fraction) the dropped terms may cost together.
+        exhaustive: largest subset size searched exhaustively (C(n, k) fits of k features),
+            lowered so that the search needs at most `budget` fits.
+        max_rows: the search uses at most this many rows of x (a seeded random subset).
+        seed: the row subset's seed.
 
     Returns:
-        the refitted formula with the kept terms (expr itself when none can go).
+        the refitted formula of the chosen terms; expr itself when it has one term or none can go.
     """
-    floor = accuracy(expr, inputs, x, y) - tol
-    terms = list(sp.Add.make_args(sp.expand(expr)))
-    while len(terms) > 1:
-        fits = [refit(sp.Add(*(t for k, t in enumerate(terms) if k != drop)), inputs, x, y)
-                for drop in range(len(terms))]
-        best = min(fits, key=lambda e: bce(e, inputs, x, y))
-        if accuracy(best, inputs, x, y) < floor:
+    terms = [t.as_coeff_Mul()[1] for t in sp.Add.make_args(sp.expand(expr))]
+    if len(terms) < 2:
+        return expr
+    rows = np.random.default_rng(seed).permutation(len(x))[:max_rows]
+    with np.errstate(all="ignore"):
+        feats = np.stack([logits(t, inputs, x[rows]) for t in terms], axis=1)  # (n, T)
+    usable = [k for k in range(len(terms)) if np.all(np.isfinite(feats[:, k]))]
+    scale = np.where(np.isfinite(feats).all(axis=0) & (feats.std(axis=0) > 0), feats.std(axis=0), 1.0)
+    feats = feats / scale  # (n, T), a constant term stays 1
+    yr = y[rows]
+
+    def fit(cols: tuple[int, ...]) -> tuple[float, float, np.ndarray]:
+        w, loss, acc = _logistic(feats[:, cols], yr)
+        return loss, acc, w
+
+    floor = fit(tuple(usable))[1] - tol
+    chosen = None
+    fits, kmax = 0, 0
+    while kmax < min(exhaustive, len(usable) - 1) and fits + math.comb(len(usable), kmax + 1) <= budget:
+        kmax += 1
+        fits += math.comb(len(usable), kmax)
+    for k in range(1, kmax + 1):
+        loss, acc, cols = min((fit(c)[:2] + (c,) for c in itertools.combinations(usable, k)), key=lambda r: r[0])
+        if acc >= floor:
+            chosen = cols
             break
-        expr, terms = best, list(sp.Add.make_args(best))
-    return expr
+    if chosen is None:  # backward elimination from all terms
+        chosen = tuple(usable)
+        while len(chosen) > 1:
+            loss, acc, cols = min((fit(c)[:2] + (c,) for c in itertools.combinations(chosen, len(chosen) - 1)),
+                                  key=lambda r: r[0])
+            if acc < floor:
+                break
+            chosen = cols
+    if len(chosen) == len(terms):
+        return expr
+    w = fit(chosen)[2] / scale[list(chosen)]
+    return refit(sp.Add(*(sp.Float(float(c)) * terms[k] for c, k in zip(w, chosen))), inputs, x, y)
+
+
+def _logistic(a: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[np.ndarray, float, float]:
+    """Logistic regression without intercept by Newton's method with backtracking.
+
+    Args:
+        a: (n, k) features; y: (n,) labels in {0, 1}.
+
+    Returns:
+        (weights (k,), mean cross-entropy, accuracy).
+    """
+    w = np.zeros(a.shape[1])
+    ridge = 1e-8
+
+    def loss(w: np.ndarray) -> float:
+        z = a @ w
+        return float(np.mean(np.logaddexp(0, z) - y * z) + ridge * w @ w)
+
+    current = loss(w)
+    for _ in range(iters):
+        z = a @ w
+        prob = 0.5 * (1 + np.tanh(z / 2))  # sigmoid, no overflow
+        grad = a.T @ (prob - y) / len(y) + 2 * ridge * w
+        hess = (a * (prob * (1 - prob))[:, None]).T @ a / len(y) + 2 * ridge * np.eye(len(w))
+        step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        t = 1.0
+        while loss(w - t * step) > current - 1e-4 * t * grad @ step and t > 1e-8:
+            t /= 2
+        w, previous, current = w - t * step, current, loss(w - t * step)
+        if previous - current < 1e-12:
+            break
+    return w, current, float(np.mean(((a @ w) > 0) == (y > 0.5)))
 
 
 def snap_arguments(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.ndarray,
@@ -171,7 +243,8 @@ def snap_arguments(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.
             if accuracy(at(candidate, fitted), inputs, x, y) >= floor:
                 template, values = candidate, fitted
                 break
-    return at(template, values)
+    out = at(template, values)  # a function left without a variable (sin(4)) is a number
+    return out.xreplace({g: sp.Float(float(g)) for g in out.atoms(sp.Function) if not g.free_symbols})
 
 
 def snap_coefficients(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.ndarray,

@@ -100,7 +100,7 @@ class GAAM(_MobilityEdge):
         alpha, lam, energy = sp.symbols("alpha lam E")
         return 2 - 2 * lam - alpha * energy
 
-    def __init__(self, n_hamiltonians: int = 100, n_sites: int = 500, test_fraction: float = 0.2,
+    def __init__(self, n_hamiltonians: int = 400, n_sites: int = 500, test_fraction: float = 0.2,
                  cache_dir: str = "results/cache"):
         super().__init__(n_hamiltonians, n_sites, test_fraction, cache_dir)
 
@@ -115,6 +115,8 @@ class MAAM(_MobilityEdge):
     lambda cosh p > E + e^p. Paper: KAN [4,2,1,1] reaches only ~75 %, [4,3,1,1] 98.4 %; automatic
     symbolic formula 97.1 %, manual (prune, fix linear/quadratic, snap p to cosh) 97.7 / 97.7 /
     96.6 %; theory formula 98.6 % on their data. Dense (N, N) Hamiltonians: ~0.1 s each at N = 500.
+    400 Hamiltonians by default: trained on 80 (of 100), a KAN fits per-Hamiltonian offsets
+    through phi (99 % on its training states, 93 % on held-out ones).
     """
 
     chain, inputs = "maam", ("lam", "p", "phi", "E")
@@ -124,7 +126,7 @@ class MAAM(_MobilityEdge):
         lam, p, energy = sp.symbols("lam p E")
         return energy + sp.exp(p) - lam * sp.cosh(p)
 
-    def __init__(self, n_hamiltonians: int = 100, n_sites: int = 500, test_fraction: float = 0.2,
+    def __init__(self, n_hamiltonians: int = 400, n_sites: int = 500, test_fraction: float = 0.2,
                  cache_dir: str = "results/cache"):
         super().__init__(n_hamiltonians, n_sites, test_fraction, cache_dir)
 

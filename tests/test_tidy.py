@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 from kanpde.discover import compare
-from kanpde.tidy import accuracy, bce, select_terms, snap_arguments, snap_coefficients
+from kanpde.tidy import accuracy, bce, select_terms, snap_arguments, snap_coefficients, term_coefficients
 
 INPUTS = ("lam", "p", "E")
 lam, p, E = sp.symbols(INPUTS)
@@ -60,3 +60,15 @@ def test_snap_arguments_keeps_a_rate_that_rounding_would_hurt():
     assert len(rates) == 1 and abs(rates[0] - 1.5) < 0.05
     assert bce(kept, INPUTS, x, y) <= bce(start, INPUTS, x, y) + 1e-12
     assert snap_arguments(start, INPUTS, x, y, digits=1).has(sp.cosh(3 * p / 2))
+
+
+def test_select_terms_falls_back_to_elimination_past_the_exhaustive_size():
+    """With subsets searched only up to 1 term (none classifies well alone), backward
+    elimination from all six terms still ends at the theory's three."""
+    x, y = _data()
+    f = sp.Float
+    start = (f(5.0) * E + f(5.0) * sp.exp(p) - f(5.0) * lam * sp.cosh(p)
+             + f(0.3) * lam**2 - f(0.4) * E * lam + f(0.8))
+    kept = select_terms(start, INPUTS, x, y, tol=0.005, exhaustive=1)
+    assert set(term_coefficients(kept)) == {E, sp.exp(p), lam * sp.cosh(p)}
+
