@@ -158,6 +158,9 @@ def select_terms(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.nd
         w, loss, acc = _logistic(feats[:, cols], yr)
         return loss, acc, w
 
+    def best(subsets) -> tuple[float, float, tuple[int, ...]]:  # (loss, accuracy, subset)
+        return min((fit(c)[:2] + (c,) for c in subsets), key=lambda r: r[0])
+
     floor = fit(tuple(usable))[1] - tol
     chosen = None
     fits, kmax = 0, 0
@@ -165,15 +168,14 @@ def select_terms(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.nd
         kmax += 1
         fits += math.comb(len(usable), kmax)
     for k in range(1, kmax + 1):
-        loss, acc, cols = min((fit(c)[:2] + (c,) for c in itertools.combinations(usable, k)), key=lambda r: r[0])
+        _, acc, cols = best(itertools.combinations(usable, k))
         if acc >= floor:
             chosen = cols
             break
     if chosen is None:  # backward elimination from all terms
         chosen = tuple(usable)
         while len(chosen) > 1:
-            loss, acc, cols = min((fit(c)[:2] + (c,) for c in itertools.combinations(chosen, len(chosen) - 1)),
-                                  key=lambda r: r[0])
+            _, acc, cols = best(itertools.combinations(chosen, len(chosen) - 1))
             if acc < floor:
                 break
             chosen = cols
@@ -225,7 +227,8 @@ def snap_arguments(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.
     Args:
         expr: a logit formula; x (N, d) inputs named `inputs`; y (N,) labels in {0, 1}.
     """
-    inner = sorted({c for g in expr.atoms(sp.Function) for c in g.atoms(sp.Float)}, key=lambda c: -abs(float(c)))
+    inner = sorted({c for g in expr.atoms(sp.Function) for c in g.atoms(sp.Float)},
+                   key=lambda c: -abs(float(c)))
     consts = inner + [c for c in expr.atoms(sp.Float) if c not in inner]
     thetas = sp.symbols(f"theta0:{len(consts)}")
     template = expr.xreplace(dict(zip(consts, thetas)))
