@@ -56,10 +56,12 @@ def test_settings_reject_bad_values_in_one_line():
         Settings.from_config({"name": "symbolic", "names": ["sinc"]})
 
 
-def test_pipeline_recovers_a_linear_boundary():
+@pytest.mark.parametrize("refit_numbers", [True, False])
+def test_pipeline_recovers_a_linear_boundary(refit_numbers):
     """A KAN [3,1] trained with the sparsity regulariser on noisy labels of the logit
     8 (x1 + 2 x2 - 0.5) (x3 irrelevant): pruning drops x3 and the formula is that line up to a
-    factor (within the ~3 % the 4,000 noisy labels allow)."""
+    factor (within the ~3 % the 4,000 noisy labels allow). Without the refit (refit: false, small
+    terms dropped instead of terms selected) the numbers are the snapped network's, ~10 % off."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4000, 3, generator=g, dtype=torch.float64) * 2 - 1
     p = torch.sigmoid(8 * (x[:, :1] + 2 * x[:, 1:2] - 0.5))
@@ -74,11 +76,11 @@ def test_pipeline_recovers_a_linear_boundary():
         return loss
 
     opt.step(closure)
-    settings = Settings.from_config({"name": "symbolic", "prune": 0.05})
+    settings = Settings.from_config({"name": "symbolic", "prune": 0.05, "refit": refit_numbers})
     _, record = discover(model, ("x1", "x2", "x3"), x, y, settings)
     assert record["used_inputs"] == ["x1", "x2"]
     x1, x2 = sp.symbols("x1 x2")
     cmp = compare(record["expr"], x1 + 2 * x2 - 0.5)
-    assert cmp["max_rel_err"] < 0.05 and cmp["extra"] < 0.01, record["formula"]
+    assert cmp["max_rel_err"] < (0.05 if refit_numbers else 0.15) and cmp["extra"] < 0.01, record["formula"]
     truth = (p > 0.5).double().numpy().ravel()
-    assert accuracy(record["expr"], ("x1", "x2", "x3"), x.numpy(), truth) > 0.99
+    assert accuracy(record["expr"], ("x1", "x2", "x3"), x.numpy(), truth) > (0.99 if refit_numbers else 0.97)
