@@ -147,7 +147,7 @@ def test_mobility_report_from_real_runs(tmp_path: Path):
         metrics = run(cfg, tmp_path / "runs" / name)
     files = report([tmp_path / "runs"], tmp_path / "out", command="python -m kanpde.report runs")
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "| 1 | gaam | KAN [4,2,1] mult [0,1,0] | `-E*alpha - 2*lam + 2` |" in text
-    assert "| mosaic kappa=2 | KAN [2,1] |" in text
+    assert "| 1 | gaam (N=30, H=4) | KAN [4,2,1] mult [0,1,0] | `-E*alpha - 2*lam + 2` |" in text
+    assert "| mosaic kappa=2 (N=30, H=4) | KAN [2,1] |" in text
     assert f"| {100 * metrics['theory_accuracy']:.1f} |" in text  # the mosaic run's theory accuracy
     assert {"table.csv", "run1_edges.png", "run2_network.png"} <= {p.name for p in files}

@@ -32,9 +32,11 @@ def _pct(v) -> str:
 
 
 def _problem(run: Run) -> str:
-    name = str(run.metrics.get("problem"))
-    kappa = run.config.get("problem", {}).get("kappa")
-    return f"mosaic kappa={kappa}" if name == "mosaic" else name
+    """e.g. "mosaic kappa=2 (N=500, H=100)": chain length N, number of Hamiltonians H."""
+    name, cfg = str(run.metrics.get("problem")), run.config.get("problem", {})
+    label = f"mosaic kappa={cfg.get('kappa')}" if name == "mosaic" else name
+    size = ", ".join(f"{k}={cfg[key]}" for k, key in (("N", "n_sites"), ("H", "n_hamiltonians")) if key in cfg)
+    return f"{label} ({size})" if size else label
 
 
 def row(run: Run, index: int) -> dict:
