@@ -50,7 +50,7 @@ def refit(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.ndarray) 
         expr with the refitted constants (the same form); expr itself if the fit did not help.
     """
     consts = list(expr.atoms(sp.Float))
-    thetas = sp.symbols(f"theta0:{len(consts)}")
+    thetas = tuple(sp.Dummy(f"theta{k}") for k in range(len(consts)))  # never an input's name
     template = expr.xreplace(dict(zip(consts, thetas)))
     values = _fit(template, thetas, [float(c) for c in consts], inputs, x, y)
     return template.xreplace({t: sp.Float(v) for t, v in zip(thetas, values)})
@@ -230,7 +230,7 @@ def snap_arguments(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.
     inner = sorted({c for g in expr.atoms(sp.Function) for c in g.atoms(sp.Float)},
                    key=lambda c: -abs(float(c)))
     consts = inner + [c for c in expr.atoms(sp.Float) if c not in inner]
-    thetas = sp.symbols(f"theta0:{len(consts)}")
+    thetas = tuple(sp.Dummy(f"theta{k}") for k in range(len(consts)))  # never an input's name
     template = expr.xreplace(dict(zip(consts, thetas)))
     values = {t: float(c) for t, c in zip(thetas, consts)}  # the free constants
 
