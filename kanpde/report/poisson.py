@@ -245,10 +245,15 @@ def answers(groups: list[Group]) -> list[str]:
     for g in ok:
         t = float(np.median([time_to(r, "l2_sq", target) for r in g.ok_runs]))
         lines.append(f"  - {g.name}: " + (f"{t:.0f} s" if math.isfinite(t) else "not reached"))
-    lines.append("Equal parameter count (trainable parameters, nearest MLP to each KAN):")
+    lines.append("Equal parameter count (each KAN against the most accurate MLP with at most as many "
+                 "trainable parameters):")
     for k in kans:
         nk = k.first("n_params")
-        m = min(mlps, key=lambda g: abs(math.log((g.first("n_params") or 1) / nk)))
+        fewer = [g for g in mlps if (g.first("n_params") or 0) <= nk]
+        if not fewer:
+            lines.append(f"  - {k.name} ({nk} params): no MLP has as few parameters")
+            continue
+        m = min(fewer, key=lambda g: median_range(g.values("l2_sq"))[0])
         lk, lm = median_range(k.values("l2_sq"))[0], median_range(m.values("l2_sq"))[0]
         better = k.name if lk < lm else m.name
         lines.append(f"  - {k.name} ({nk} params): L2^2 {fmt(lk)} vs {m.name} ({m.first('n_params')} params): "
