@@ -25,7 +25,7 @@ from kanpde.kan import KAN
 from kanpde.prune import prune, used_inputs
 from kanpde.record import write_json
 from kanpde.symbolic import LIBRARY, auto_symbolic
-from kanpde.tidy import (accuracy, linearize, refit, select_terms, snap_arguments, snap_coefficients,
+from kanpde.tidy import (accuracy, linearize, select_terms, snap_arguments, snap_coefficients,
                          term_coefficients)
 from kanpde.validate import ConfigError, check_number
 
@@ -141,30 +141,27 @@ def discover(model: KAN, inputs: tuple[str, ...], x: torch.Tensor, y: torch.Tens
     raw = formula(sym, inputs)
     xs, ys = x.detach().cpu().double().numpy(), y.detach().cpu().double().numpy().reshape(-1)
     data = {name: xs[:, k] for k, name in enumerate(inputs)}
-    if settings.refit:  # classification: keep the terms the labels need, refit them
-        final = refit(select_terms(raw, inputs, xs, ys, settings.select_tol), inputs, xs, ys)
+    if settings.refit:  # classification: keep the terms the labels need, refitted
+        final = select_terms(raw, inputs, xs, ys, settings.select_tol)
     else:
         final = prune_terms(raw, data, settings.term_tol)
     # functions left in their straight part become linear; select (or tidy) and refit once more
     straight = linearize(final, data)
     if straight is not final:
-        final = (refit(select_terms(straight, inputs, xs, ys, settings.select_tol), inputs, xs, ys)
-                 if settings.refit else prune_terms(straight, data, settings.term_tol))
+        final = (select_terms(straight, inputs, xs, ys, settings.select_tol) if settings.refit
+                 else prune_terms(straight, data, settings.term_tol))
     fitted = final  # before rounding, kept in the record
     if settings.refit:
         final = snap_arguments(final, inputs, xs, ys)
     final = snap_coefficients(final, inputs, xs, ys)
-    record.update({"formula_raw": str(raw), "formula_fit": _shown(fitted, settings.digits),
-                   "formula": _shown(final, settings.digits), "latex": latex(_rounded(final, settings.digits))})
+    shown = _rounded(final, settings.digits)
+    record.update({"formula_raw": str(raw), "formula_fit": str(_rounded(fitted, settings.digits)),
+                   "formula": str(shown), "latex": latex(shown)})
     return sym, {**record, "expr": final}
 
 
 def _rounded(expr: sp.Expr, digits: int) -> sp.Expr:
     return expr.xreplace({a: sp.Float(round(float(a), digits)) for a in expr.atoms(sp.Float)})
-
-
-def _shown(expr: sp.Expr, digits: int) -> str:
-    return str(_rounded(expr, digits))
 
 
 def interpret(model: KAN, problem, data: dict, test: dict, settings: Settings, out: Path) -> dict:

@@ -141,11 +141,11 @@ def select_terms(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.nd
         seed: the row subset's seed.
 
     Returns:
-        the refitted formula of the chosen terms; expr itself when it has one term or none can go.
+        the refitted formula of the chosen terms (all of them when none can go).
     """
     terms = [t.as_coeff_Mul()[1] for t in sp.Add.make_args(sp.expand(expr))]
     if len(terms) < 2:
-        return expr
+        return refit(expr, inputs, x, y)
     rows = np.random.default_rng(seed).permutation(len(x))[:max_rows]
     with np.errstate(all="ignore"):
         feats = np.stack([logits(t, inputs, x[rows]) for t in terms], axis=1)  # (n, T)
@@ -179,8 +179,6 @@ def select_terms(expr: sp.Expr, inputs: tuple[str, ...], x: np.ndarray, y: np.nd
             if acc < floor:
                 break
             chosen = cols
-    if len(chosen) == len(terms):
-        return expr
     w = fit(chosen)[2] / scale[list(chosen)]
     return refit(sp.Add(*(sp.Float(float(c)) * terms[k] for c, k in zip(w, chosen))), inputs, x, y)
 

@@ -46,7 +46,7 @@ def test_select_terms_keeps_every_needed_term():
     """The theory itself: dropping any of its terms costs far more than 0.5 points."""
     x, y = _data()
     start = sp.Float(5.0) * THEORY
-    assert sp.Add.make_args(select_terms(start, INPUTS, x, y, tol=0.005)) == sp.Add.make_args(start)
+    assert set(term_coefficients(select_terms(start, INPUTS, x, y, tol=0.005))) == set(term_coefficients(start))
 
 
 def test_snap_arguments_keeps_a_rate_that_rounding_would_hurt():
