@@ -96,7 +96,7 @@ def run(cfg, out_dir: str | Path) -> dict:
         torch.set_num_threads(threads)
     optim = _group(cfg, "optim")
     interpret = Settings.from_config(cfg.get("interpret"))
-    stages = parse_stages(optim.get("stages"))
+    stages = parse_stages(optim.get("stages"), {k: v for k, v in optim.items() if k not in ("name", "stages")})
     problem = build_problem(_group(cfg, "problem"))
     model = build_model(_group(cfg, "model"), generator=torch.Generator().manual_seed(seed), dtype=dtype)
     if model.config.width[0] != problem.in_dim or model.config.width[-1] != problem.out_dim:

@@ -45,7 +45,7 @@ class Stage:
         update_grid_until: ...but only during the first n steps of the stage (None: all).
         grid_eps: grid update mix, 1 uniform, 0 sample quantiles.
         max_iter: L-BFGS iterations per step (max evaluations = 1.25 x this).
-        history_size: L-BFGS memory.
+        history_size: L-BFGS memory, the number of past steps kept (pykan: 10; torch: 100).
         reg: lambda, weight of the sparsity regulariser (`kanpde.sparsity.regularizer`, on a
             fixed subset of at most REG_POINTS of the problem's grid samples) added to the loss;
             0: none. Models other than KANs ignore it.
@@ -92,15 +92,26 @@ class Stage:
         return s
 
 
-def parse_stages(cfg: list) -> list[Stage]:
-    """Stages from a config list; ConfigError on a bad entry."""
+def parse_stages(cfg: list, shared: dict | None = None) -> list[Stage]:
+    """Stages from a config list; ConfigError on a bad entry.
+
+    Args:
+        cfg: one mapping of `Stage` options per stage.
+        shared: options for every stage (the optim group's keys besides name and stages, e.g.
+            history_size); a stage's own value wins.
+    """
+    shared = dict(shared or {})
+    allowed = [f.name for f in fields(Stage)]
+    for key in shared:
+        if key not in allowed:
+            raise ConfigError(f"optim has no option {key!r}; allowed: name, stages, {', '.join(allowed)}")
     if isinstance(cfg, (str, bytes)) or not hasattr(cfg, "__iter__"):
         raise ConfigError(f"optim.stages must be a list of stages, got {cfg!r}")
     stages = []
     for i, entry in enumerate(cfg):
         if not isinstance(entry, dict):
             raise ConfigError(f"optim.stages[{i}] must be a mapping of stage options, got {entry!r}")
-        stages.append(Stage.from_config(entry, f"optim.stages[{i}]"))
+        stages.append(Stage.from_config({**shared, **entry}, f"optim.stages[{i}]"))
     if not stages:
         raise ConfigError("optim.stages must hold at least one stage, got []")
     return stages

@@ -151,3 +151,23 @@ def test_mobility_report_from_real_runs(tmp_path: Path):
     assert "| mosaic kappa=2 (N=30, H=4) | KAN [2,1] |" in text
     assert f"| {100 * metrics['theory_accuracy']:.1f} |" in text  # the mosaic run's theory accuracy
     assert {"table.csv", "run1_edges.png", "run2_network.png"} <= {p.name for p in files}
+
+
+def test_lbfgs_memory_separates_configurations():
+    """Runs that differ only in the L-BFGS memory are different configurations, named by it."""
+    from kanpde.report.records import Run, group_runs
+
+    model = {"name": "kan", "width": [2, 10, 1]}
+    stages = [{"optimizer": "lbfgs", "steps": 50}] * 2
+
+    def run(i: int, optim: dict) -> Run:
+        return Run(Path(str(i)), {"model": model, "optim": {"name": "paper", **optim}, "seed": i}, {})
+
+    runs = [run(0, {"stages": stages}), run(1, {"stages": stages, "history_size": 100}),
+            run(2, {"stages": stages, "history_size": 100}), run(3, {"stages": [{"history_size": 100}]})]
+    groups = group_runs(runs)
+    assert [len(g.runs) for g in groups] == [1, 3]
+    assert [g.name for g in groups] == ["KAN [2,10,1], L-BFGS 5x50 steps",
+                                        "KAN [2,10,1], L-BFGS 5x50 steps, memory 100"]
+    adam = Run(Path("4"), {"model": model, "optim": {"name": "x", "stages": [{"optimizer": "adam"}]}}, {})
+    assert adam.lbfgs_memory is None

@@ -134,3 +134,15 @@ def test_stage_reg_defaults():
     """The defaults are no regularisation, pykan's entropy weight 2 and no coefficient L1."""
     (stage,) = parse_stages([{"reg": 0.01}])
     assert (stage.reg, stage.reg_entropy, stage.reg_coef) == (0.01, 2.0, 0.0)
+
+
+def test_optim_level_options_apply_to_every_stage():
+    """optim.history_size (and any other stage option at the optim level) is every stage's default;
+    a stage's own value wins; an unknown optim-level key is a one-line error naming it."""
+    a, b = parse_stages([{"steps": 5}, {"steps": 5, "history_size": 7}], {"history_size": 100})
+    assert (a.history_size, b.history_size) == (100, 7)
+    assert parse_stages([{}])[0].history_size == 10  # pykan's memory unless asked
+    with pytest.raises(ConfigError, match="optim has no option 'memory'"):
+        parse_stages([{}], {"memory": 100})
+    with pytest.raises(ConfigError, match=r"optim.stages\[0\].history_size must be"):
+        parse_stages([{}], {"history_size": 0})

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from kanpde.record import METRICS, read_history, read_metrics
+from kanpde.train import Stage
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,15 @@ class Run:
     @property
     def optim(self) -> str:
         return str(self.config.get("optim", {}).get("name", "custom"))
+
+    @property
+    def lbfgs_memory(self) -> int | None:
+        """The largest L-BFGS memory (history_size) of the run's L-BFGS stages; None if none."""
+        optim = self.config.get("optim", {})
+        shared = optim.get("history_size", Stage.history_size)
+        sizes = [int(s.get("history_size", shared)) for s in optim.get("stages", [])
+                 if s.get("optimizer", Stage.optimizer) == "lbfgs"]
+        return max(sizes, default=None)
 
 
 def find_runs(folders: list[Path]) -> list[Run]:
@@ -86,11 +96,13 @@ def label(run: Run) -> str:
 
 
 def config_key(run: Run) -> tuple:
-    """What makes runs the same configuration: problem and its point counts, model, optimiser."""
+    """What makes runs the same configuration: problem and its point counts, model, optimiser
+    (with its L-BFGS memory), dtype."""
     p = run.config.get("problem", {})
     m = run.model
     return (p.get("name"), p.get("n_interior"), p.get("n_boundary"), m.get("name"),
-            tuple(m.get("width", ())), m.get("activation"), run.optim, run.config.get("dtype"))
+            tuple(m.get("width", ())), m.get("activation"), run.optim, run.lbfgs_memory,
+            run.config.get("dtype"))
 
 
 @dataclass
@@ -99,6 +111,7 @@ class Group:
 
     label: str
     optim: str
+    memory: int | None = None
     runs: list[Run] = field(default_factory=list)
 
     @property
@@ -112,7 +125,10 @@ class Group:
     @property
     def name(self) -> str:
         """The label with the optimiser, unique within a report."""
-        return f"{self.label}, {OPTIM_TEXT.get(self.optim, self.optim)}"
+        text = f"{self.label}, {OPTIM_TEXT.get(self.optim, self.optim)}"
+        if self.memory not in (None, Stage.history_size):
+            text += f", memory {self.memory}"
+        return text
 
     def values(self, key: str) -> np.ndarray:
         """Final metric `key` of the successful runs, NaN where missing: (n_ok,)."""
@@ -128,7 +144,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     for run in runs:
         key = config_key(run)
         if key not in groups:
-            groups[key] = Group(label(run), run.optim)
+            groups[key] = Group(label(run), run.optim, run.lbfgs_memory)
         groups[key].runs.append(run)
     return list(groups.values())
 
