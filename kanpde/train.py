@@ -101,10 +101,7 @@ def parse_stages(cfg: list, shared: dict | None = None) -> list[Stage]:
             history_size); a stage's own value wins.
     """
     shared = dict(shared or {})
-    allowed = [f.name for f in fields(Stage)]
-    for key in shared:
-        if key not in allowed:
-            raise ConfigError(f"optim has no option {key!r}; allowed: name, stages, {', '.join(allowed)}")
+    Stage.from_config(shared, "optim")  # its errors name optim.<key>
     if isinstance(cfg, (str, bytes)) or not hasattr(cfg, "__iter__"):
         raise ConfigError(f"optim.stages must be a list of stages, got {cfg!r}")
     stages = []

@@ -101,5 +101,5 @@ def test_quick_sweep_and_report_end_to_end(tmp_path):
                             cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "| KAN [2,10,1], L-BFGS 5x50 steps | 1/1 |" in text
-    assert "| MLP [2,100,100,100,1] tanh, Adam 2000 + L-BFGS 2000 it. (tuned) | 1/1 |" in text
+    assert "| KAN [2,10,1], L-BFGS 5x50 steps, memory 100 | 1/1 |" in text
+    assert "| MLP [2,100,100,100,1] tanh, Adam 2000 + L-BFGS 2000 it. (tuned), memory 100 | 1/1 |" in text

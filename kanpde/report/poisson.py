@@ -158,23 +158,27 @@ def plot_curves(groups: list[Group], x_key: str, path: Path, keep) -> None:
 
 
 def plot_scaling(groups: list[Group], scaling: dict[str, dict], path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
     mlp: dict[tuple, list] = {}
     for g in groups:
         if g.model.get("name") == "mlp" and g.optim == "paper" and g.ok_runs:
             depth = len(g.model["width"]) - 1
-            mlp.setdefault((depth, g.model.get("activation", "tanh")), []).append(g)
+            mlp.setdefault((depth, g.model.get("activation", "tanh"), g.memory or 0), []).append(g)
     for ax, key, title in zip(axes, ("l2_sq", "h1_sq"), ("L2 error squared", "H1 error squared")):
         lo, hi = math.inf, 0.0
         for name, s in scaling.items():
             slope = s.get(f"slope_{key[:2]}")
-            text = f"KAN {width_text(s['group'].model['width'])}" + (f" (slope {slope:.2f})" if slope else "")
+            g = s["group"]
+            schedule = "" if g.optim == "paper" else f" optim={g.optim}"
+            text = f"KAN {width_text(g.model['width'])}{schedule}{g.memory_text}" + (
+                f" (slope {slope:.2f})" if slope else "")
             ax.plot(s["params"], s[key], "o-", label=text)
             lo, hi = min(lo, min(s["params"])), max(hi, max(s["params"]))
-        for (depth, act), gs in sorted(mlp.items()):
+        for (depth, act, _), gs in sorted(mlp.items()):
             gs = sorted(gs, key=lambda g: g.first("n_params_paper"))
             ax.plot([g.first("n_params_paper") for g in gs], [median_range(g.values(key))[0] for g in gs],
-                    "s--", alpha=0.7, label=f"MLP depth {depth} {act}")
+                    "s--" if not gs[0].memory_text else "s:", alpha=0.7,
+                    label=f"MLP depth {depth} {act}{gs[0].memory_text}")
         if scaling and hi > 0:
             ref = next(iter(scaling.values()))
             n = np.geomspace(lo, hi, 20)
@@ -184,7 +188,8 @@ def plot_scaling(groups: list[Group], scaling: dict[str, dict], path: Path) -> N
         ax.set_xlabel("parameters (paper count: KAN edges x G, MLP weights)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
+    # Many curves: one legend beside the right panel, clear of both.
+    axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     _save(fig, path)
 
@@ -219,8 +224,8 @@ def plot_heatmaps(groups: list[Group], path: Path) -> list[str]:
 
 
 def _save(fig, path: Path) -> None:
-    fig.savefig(path.with_suffix(".png"), dpi=120)
-    fig.savefig(path.with_suffix(".pdf"))
+    fig.savefig(path.with_suffix(".png"), dpi=120, bbox_inches="tight")
+    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
     plt.close(fig)
 
 
@@ -246,12 +251,12 @@ def answers(groups: list[Group]) -> list[str]:
         t = float(np.median([time_to(r, "l2_sq", target) for r in g.ok_runs]))
         lines.append(f"  - {g.name}: " + (f"{t:.0f} s" if math.isfinite(t) else "not reached"))
     lines.append("Equal parameter count (each KAN against the most accurate MLP with at most as many "
-                 "trainable parameters):")
+                 "trainable parameters, trained with the same L-BFGS memory):")
     for k in kans:
         nk = k.first("n_params")
-        fewer = [g for g in mlps if (g.first("n_params") or 0) <= nk]
+        fewer = [g for g in mlps if (g.first("n_params") or 0) <= nk and g.memory == k.memory]
         if not fewer:
-            lines.append(f"  - {k.name} ({nk} params): no MLP has as few parameters")
+            lines.append(f"  - {k.name} ({nk} params): no MLP has as few parameters with this memory")
             continue
         m = min(fewer, key=lambda g: median_range(g.values("l2_sq"))[0])
         lk, lm = median_range(k.values("l2_sq"))[0], median_range(m.values("l2_sq"))[0]

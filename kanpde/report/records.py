@@ -123,12 +123,14 @@ class Group:
         return self.runs[0].model
 
     @property
+    def memory_text(self) -> str:
+        """', memory m' for a non-default L-BFGS memory, else ''."""
+        return "" if self.memory in (None, Stage.history_size) else f", memory {self.memory}"
+
+    @property
     def name(self) -> str:
         """The label with the optimiser, unique within a report."""
-        text = f"{self.label}, {OPTIM_TEXT.get(self.optim, self.optim)}"
-        if self.memory not in (None, Stage.history_size):
-            text += f", memory {self.memory}"
-        return text
+        return f"{self.label}, {OPTIM_TEXT.get(self.optim, self.optim)}{self.memory_text}"
 
     def values(self, key: str) -> np.ndarray:
         """Final metric `key` of the successful runs, NaN where missing: (n_ok,)."""
