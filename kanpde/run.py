@@ -26,7 +26,7 @@ from kanpde.discover import Settings
 from kanpde.discover import interpret as interpret_run
 from kanpde.record import METRICS, H5, write_h5, write_json
 from kanpde.registry import build_model, build_problem, count_params, model_name, paper_params
-from kanpde.train import parse_stages, train
+from kanpde.train import parse_optim, train
 from kanpde.validate import ConfigError, check_choice, check_int
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def run(cfg, out_dir: str | Path) -> dict:
         torch.set_num_threads(threads)
     optim = _group(cfg, "optim")
     interpret = Settings.from_config(cfg.get("interpret"))
-    stages = parse_stages(optim.get("stages"), {k: v for k, v in optim.items() if k not in ("name", "stages")})
+    stages = parse_optim(optim)
     problem = build_problem(_group(cfg, "problem"))
     model = build_model(_group(cfg, "model"), generator=torch.Generator().manual_seed(seed), dtype=dtype)
     if model.config.width[0] != problem.in_dim or model.config.width[-1] != problem.out_dim:

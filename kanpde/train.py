@@ -92,6 +92,12 @@ class Stage:
         return s
 
 
+def parse_optim(optim: dict) -> list[Stage]:
+    """The stages of an optim config group: its `stages`, with its other keys (besides name) as
+    every stage's defaults (`parse_stages`)."""
+    return parse_stages(optim.get("stages"), {k: v for k, v in optim.items() if k not in ("name", "stages")})
+
+
 def parse_stages(cfg: list, shared: dict | None = None) -> list[Stage]:
     """Stages from a config list; ConfigError on a bad entry.
 

@@ -153,7 +153,7 @@ def plot_curves(groups: list[Group], x_key: str, path: Path, keep) -> None:
         ax.set_xlabel("step" if x_key == "step" else "training time (s)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _legend_beside(axes)
     fig.tight_layout()
     _save(fig, path)
 
@@ -189,8 +189,7 @@ def plot_scaling(groups: list[Group], scaling: dict[str, dict], path: Path) -> N
         ax.set_xlabel("parameters (paper count: KAN edges x G, MLP weights)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    # Many curves: one legend beside the right panel, clear of both.
-    axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _legend_beside(axes)
     fig.tight_layout()
     _save(fig, path)
 
@@ -222,6 +221,11 @@ def plot_heatmaps(groups: list[Group], path: Path) -> list[str]:
     fig.tight_layout()
     _save(fig, path)
     return names
+
+
+def _legend_beside(axes) -> None:
+    """One legend for both panels, to the right of the second, clear of the curves."""
+    axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
 def _save(fig, path: Path) -> None:

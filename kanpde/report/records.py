@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from kanpde.record import METRICS, read_history, read_metrics
-from kanpde.train import Stage
+from kanpde.train import Stage, parse_optim
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,9 @@ class Run:
     def lbfgs_memory(self) -> int | None:
         """The largest L-BFGS memory (history_size) of the run's L-BFGS stages; None if none."""
         optim = self.config.get("optim", {})
-        shared = optim.get("history_size", Stage.history_size)
-        sizes = [int(s.get("history_size", shared)) for s in optim.get("stages", [])
-                 if s.get("optimizer", Stage.optimizer) == "lbfgs"]
-        return max(sizes, default=None)
+        if not optim.get("stages"):
+            return None
+        return max((s.history_size for s in parse_optim(optim) if s.optimizer == "lbfgs"), default=None)
 
 
 def find_runs(folders: list[Path]) -> list[Run]:
