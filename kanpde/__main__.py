@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from importlib import resources
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -24,17 +25,34 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def user_config_dirs(argv: list[str]) -> list[Path]:
+    """Folders the command line adds to the config search path: --config-dir / -cd DIR and
+    hydra.searchpath=[file://DIR, ...] (pkg:// entries are packages, not folders)."""
+    dirs = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(argv[i + 1])
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.partition("=")[2])
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            entries = arg.partition("=")[2].strip("[]").split(",")
+            dirs += [e.strip().strip("'\"")[len("file://"):] for e in entries if e.strip().strip("'\"").startswith("file://")]
+    return [Path(d).resolve() for d in dirs if d]
+
+
 def check_group_choices(argv: list[str]) -> None:
     """Fail in one line on `group=choice` overrides naming no config file (Hydra's own message
-    spans many lines)."""
+    spans many lines); the user's config folders count too."""
     conf = resources.files("kanpde.conf")
+    extra = user_config_dirs(argv)
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
         if not sep or key not in GROUPS:
             continue
-        folder = conf.joinpath(key)
-        names = folder.iterdir() if folder.is_dir() else []
-        allowed = sorted(p.name[:-5] for p in names if p.name.endswith(".yaml"))
+        names = []
+        for folder in (conf.joinpath(key), *(d / key for d in extra)):
+            names += list(folder.iterdir()) if folder.is_dir() else []
+        allowed = sorted({p.name[:-5] for p in names if p.name.endswith(".yaml")})
         for choice in value.split(","):
             if choice and choice not in allowed:
                 _fail(f"{key}={choice} is not a known {key}; allowed: {', '.join(allowed) or 'none yet'}")
@@ -66,9 +84,13 @@ def main(cfg: DictConfig) -> float | None:
 def check_composes(argv: list[str]) -> None:
     """Compose the config once before Hydra runs, so an override Hydra rejects (an unknown key,
     a malformed value) ends in one line instead of Hydra's multi-line report."""
+    dirs = user_config_dirs(argv)
+    argv = _without_config_dir(argv)
     if any(a in ("-m", "--multirun") or a.startswith("--") or a.startswith("-") for a in argv):
         return  # sweeps and Hydra's own flags: Hydra reports those itself
     overrides = [a for a in argv if not a.startswith(("hydra.", "+hydra.", "++hydra."))]
+    if dirs:
+        overrides.append("hydra.searchpath=[" + ",".join(f"file://{d}" for d in dirs) + "]")
     from hydra import compose, initialize_config_module
 
     try:
@@ -79,9 +101,24 @@ def check_composes(argv: list[str]) -> None:
         _fail("bad override: " + " ".join(lines[:2]) if lines else type(exc).__name__)
 
 
+def _without_config_dir(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg in ("--config-dir", "-cd"):
+            skip = True
+        elif not arg.startswith("--config-dir="):
+            out.append(arg)
+    return out
+
+
 def cli() -> None:
-    check_group_choices(sys.argv[1:])
-    check_composes(sys.argv[1:])
+    argv = sys.argv[1:]
+    # A problem config's relative `file:` is also looked up in the user's config folders.
+    os.environ["KANPDE_CONFIG_DIRS"] = os.pathsep.join(str(d) for d in user_config_dirs(argv))
+    check_group_choices(argv)
+    check_composes(argv)
     main()
 
 

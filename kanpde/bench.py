@@ -7,7 +7,7 @@
 One evaluation is what an optimiser step pays for: the paper's Poisson loss (problems/poisson.py,
 alpha mean((lap u - f)^2) + mean(u_b^2), 800 boundary points) at N interior points, then backward.
 Paths: "fast" (forward-propagated derivatives, `model.jet`; for KANs on the CPU the fused C++
-kernel of `kanpde.kernel`), "torch" (the same forward propagation in torch ops, kernel off: what
+kernel of `kanpde.nn.kernel`), "torch" (the same forward propagation in torch ops, kernel off: what
 runs on CUDA), "autograd" (nested autograd), "compiled" (the torch path through torch.compile,
 with --compile) and "pykan" (pykan 0.2.8 after `.speed()`,
 the loss of its PDE tutorial: nested `torch.autograd.functional.jacobian`, `kan.utils.batch_jacobian`).
@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kanpde import kernel
+from kanpde.nn import kernel
+from kanpde.problem import move
 from kanpde.registry import build_model, build_problem
 
 WIDTHS = {"KAN [2,10,1]": [2, 10, 1], "KAN [2,32,32,1]": [2, 32, 32, 1], "MLP [2,100,100,100,1]": [2, 100, 100, 100, 1]}
@@ -102,7 +103,7 @@ def _step(row: Row, problem, data: dict, device: torch.device):
         with _pykan_env(dtype):  # as its tutorial: KAN(...).speed(), no checkpoint files
             model = KAN(width=list(WIDTHS[row.model]), grid=row.grid, k=3, seed=0, auto_save=False,
                         device=str(device)).speed()
-        xi, xb = data["interior"], data["boundary"]
+        xi, xb = data["interior"], data["boundary"]["x"]
         source = problem.source(xi)
 
         def u_x(x):
@@ -213,7 +214,7 @@ def benchmark(rows: list[Row], device: torch.device, min_time: float, log=print)
             if data_key != (row.n, row.dtype):  # keep one data set at a time
                 problem = build_problem({"name": "poisson", "n_interior": row.n})
                 sample = problem.sample(torch.Generator().manual_seed(0))
-                data = {k: v.to(device, DTYPES[row.dtype]) for k, v in sample.items()}
+                data = move(sample, device, DTYPES[row.dtype])
                 data_key = (row.n, row.dtype)
             try:  # a first evaluation over the limit ends the case (compiling is not the evaluation)
                 limit = None if row.path == "compiled" else SKIP_S

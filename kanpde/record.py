@@ -4,6 +4,7 @@
     metrics.json   final metrics and status (written last, atomically: its presence means done)
     run.h5         history/<column>   the loss and error history, one value per logged step
                    fields/<name>      the solution on an evaluation mesh: x, u_pred, u_exact
+                   unknowns/<param>   an inverse problem's recovered unknowns (their state_dict)
                    model/<param>      the state_dict (weights and buffers: knots, edge masks,
                                       symbolic slots; a KAN layer's `_extra_state` is its
                                       sym_names as UTF-8 JSON bytes); attrs name and args
@@ -38,7 +39,7 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def write_h5(path: Path, history: list[dict], fields: dict[str, np.ndarray], model: nn.Module,
-             extra: dict | None = None) -> None:
+             extra: dict | None = None, unknowns: nn.Module | None = None) -> None:
     """The HDF5 part of a run record (see module docstring), written to a temp file first."""
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
@@ -55,6 +56,10 @@ def write_h5(path: Path, history: list[dict], fields: dict[str, np.ndarray], mod
         grp.attrs["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
         for key, val in model.state_dict().items():
             grp.create_dataset(key, data=val.detach().cpu().numpy())
+        if unknowns is not None:
+            grp = f.create_group("unknowns")
+            for key, val in unknowns.state_dict().items():
+                grp.create_dataset(key, data=val.detach().cpu().numpy())
         for key, val in (extra or {}).items():
             f.attrs[key] = json.dumps(val)
     os.replace(tmp, path)
@@ -75,7 +80,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
             state[key] = value
     model.load_state_dict(state)
     if hasattr(model, "layers"):
-        from kanpde.grid import is_uniform
+        from kanpde.nn.grid import is_uniform
 
         for layer in model.layers:
             layer.uniform = is_uniform(layer.knots)

@@ -1,15 +1,23 @@
 """Problems and models by name, so a saved config stays readable when a module moves.
 
 Config keys are constructor arguments word for word: `build` rejects an unknown key with a
-one-line message listing the allowed ones.
+one-line message listing the allowed ones. Problems are found in kanpde.problems, in installed
+packages' `kanpde.problems` entry points, and in a user's own file or module named by the problem
+config's `file:` or `module:` key (imported then, and only then).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import inspect
+import os
 import pkgutil
+import sys
 from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,16 +42,68 @@ def register_problem(name: str) -> Callable[[type], type]:
     return add
 
 
+ENTRY_POINTS = "kanpde.problems"  # installed plugins: [project.entry-points."kanpde.problems"]
+_plugins_loaded = False
+
+
 def _load_builtin() -> None:
-    """Import every module of kanpde.problems (the repo's problems/ folder) and the models."""
+    """Import every module of kanpde.problems (the repo's problems/ folder), the models, and the
+    modules that installed packages declare in the `kanpde.problems` entry-point group."""
+    global _plugins_loaded
     import kanpde.problems as pkg
-    from kanpde.kan import KAN
-    from kanpde.mlp import MLP
+    from kanpde.nn.kan import KAN
+    from kanpde.nn.mlp import MLP
 
     MODELS.setdefault("kan", KAN)
     MODELS.setdefault("mlp", MLP)
     for info in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{info.name}")
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        for ep in metadata.entry_points(group=ENTRY_POINTS):
+            try:
+                ep.load()
+            except Exception as exc:  # a broken plugin must not hide the built-in problems
+                raise ConfigError(f"problem plugin {ep.name!r} ({ep.value}) failed to load: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+
+
+def config_dirs() -> list[Path]:
+    """Folders a problem's relative `file:` is looked up in after the current directory: those
+    given to the command line with --config-dir (the CLI records them in KANPDE_CONFIG_DIRS)."""
+    return [Path(p) for p in os.environ.get("KANPDE_CONFIG_DIRS", "").split(os.pathsep) if p]
+
+
+def load_user_module(file: str | None = None, module: str | None = None) -> None:
+    """Import a user's problem definitions, which register themselves: a Python `file` (absolute,
+    or relative to the current directory or a --config-dir) or an importable `module` name.
+    This is the only code a config can cause to run, and only when it names it."""
+    if module is not None:
+        if not isinstance(module, str) or not module:
+            raise ConfigError(f"problem.module must be a module name, got {module!r}")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"problem.module {module!r} cannot be imported: {exc}") from exc
+    if file is None:
+        return
+    if not isinstance(file, str) or not file.endswith(".py"):
+        raise ConfigError(f"problem.file must be the path of a .py file, got {file!r}")
+    candidates = [Path(file)] if Path(file).is_absolute() else [Path.cwd() / file, *(d / file for d in config_dirs())]
+    path = next((c.resolve() for c in candidates if c.is_file()), None)
+    if path is None:
+        raise ConfigError(f"problem.file {file!r} not found; looked in {', '.join(str(c.parent) for c in candidates)}")
+    name = f"kanpde_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except Exception:
+        del sys.modules[name]
+        raise
 
 
 def options(cls: type) -> list[str]:
@@ -54,6 +114,8 @@ def options(cls: type) -> list[str]:
 def _build(table: dict[str, type], group: str, cfg: dict, **extra) -> object:
     _load_builtin()
     cfg = dict(cfg)
+    if group == "problem":
+        load_user_module(cfg.pop("file", None), cfg.pop("module", None))
     name = cfg.pop("name", None)
     if name not in table:
         raise ConfigError(f"{group}.name {name!r} is not known; allowed: {', '.join(sorted(table))}")
@@ -95,8 +157,8 @@ def count_params(model: nn.Module) -> int:
 
 def paper_params(model: nn.Module) -> int:
     """Parameters as the KAN paper counts them: KAN edges x G; MLP weights only (no biases)."""
-    from kanpde.kan import KAN
-    from kanpde.mlp import MLP
+    from kanpde.nn.kan import KAN
+    from kanpde.nn.mlp import MLP
 
     if isinstance(model, KAN):
         return sum(layer.in_dim * layer.out_dim * layer.grid_size for layer in model.layers)

@@ -2,7 +2,7 @@
 
 The config (see conf/config.yaml) has the groups problem, model and optim, plus seed, data_seed,
 dtype, device, fast, compile, kernel, restarts, log_every, progress, eval_mesh and threads; the
-`interpret` group asks for a formula after training (kanpde.discover). With restarts = n the
+`interpret` group asks for a formula after training (kanpde.interpret.discover). With restarts = n the
 model is trained n times from seeds seed .. seed + n - 1 on the same data, and the one with the
 lowest final training loss is kept (never a test-set choice). Every value is checked before
 any work starts; a bad one raises `ConfigError` naming it and what is allowed.
@@ -10,6 +10,7 @@ any work starts; a bad one raises `ConfigError` naming it and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import platform
@@ -17,13 +18,13 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kanpde import kernel
-from kanpde.discover import Settings
-from kanpde.discover import interpret as interpret_run
+from kanpde.nn import kernel
+from kanpde.interpret.discover import Settings
+from kanpde.interpret.discover import interpret as interpret_run
+from kanpde.problem import move
 from kanpde.record import METRICS, H5, write_h5, write_json
 from kanpde.registry import build_model, build_problem, count_params, model_name, paper_params
 from kanpde.train import parse_optim, train
@@ -45,6 +46,14 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError(f"device {name!r} asked for, but no CUDA device is available; use auto or cpu")
         return torch.device(name)
     raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
+
+
+def resolve_width(width, in_dim: int, out_dim: int):
+    """A width list with the placeholders "in" and "out" replaced by the problem's input and
+    output sizes (model configs say [in, 10, out]); other entries as given."""
+    if isinstance(width, (list, tuple)):
+        return [in_dim if w == "in" else out_dim if w == "out" else w for w in width]
+    return width
 
 
 def _check_bool(value, name: str) -> bool:
@@ -76,6 +85,21 @@ def run(cfg, out_dir: str | Path) -> dict:
     Returns:
         the final metrics (also in metrics.json).
     """
+    return solve_config(cfg, out_dir)[0]
+
+
+def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn.Module, object]:
+    """`run`, also returning the trained model and the problem (with its recovered unknowns).
+
+    Args:
+        cfg: the composed config.
+        out_dir: the run folder.
+        problem: a problem object to solve instead of building cfg["problem"] (`kanpde.solve`);
+            cfg["problem"] then only names it in the record.
+
+    Returns:
+        (metrics, model, problem).
+    """
     cfg = _as_dict(cfg)
     for key in cfg:
         if key not in TOP_KEYS:
@@ -97,12 +121,15 @@ def run(cfg, out_dir: str | Path) -> dict:
     optim = _group(cfg, "optim")
     interpret = Settings.from_config(cfg.get("interpret"))
     stages = parse_optim(optim)
-    problem = build_problem(_group(cfg, "problem"))
-    model = build_model(_group(cfg, "model"), generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    problem = build_problem(_group(cfg, "problem")) if problem is None else problem
+    cfg["model"] = _group(cfg, "model")
+    if "width" in cfg["model"]:  # "in" / "out" stand for the problem's input and output sizes
+        cfg["model"]["width"] = resolve_width(cfg["model"]["width"], problem.in_dim, problem.out_dim)
+    model = build_model(cfg["model"], generator=torch.Generator().manual_seed(seed), dtype=dtype)
     if model.config.width[0] != problem.in_dim or model.config.width[-1] != problem.out_dim:
         raise ConfigError(
             f"model.width {model.config.width} must start with {problem.in_dim} and end with "
-            f"{problem.out_dim} for problem {problem.name!r}"
+            f"{problem.out_dim} for problem {getattr(problem, 'name', type(problem).__name__)!r}"
         )
     model = model.to(device)
 
@@ -110,25 +137,32 @@ def run(cfg, out_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     summary = {
-        "problem": problem.name, "model": model_name(model), "width": model.config.width,
+        "problem": getattr(problem, "name", type(problem).__name__), "model": model_name(model), "width": model.config.width,
         "optim": optim.get("name", "custom"), "seed": seed, "data_seed": data_seed,
         "dtype": str(dtype).removeprefix("torch."), "device": str(device), "fast": fast,
         "compile": compile_, "kernel": use_kernel and kernel.enabled and kernel.library() is not None,
+        **({"variables": list(problem.variables), "outputs": list(problem.outputs)}
+           if hasattr(problem, "outputs") else {}),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     t0 = time.perf_counter()
     tried = []
     try:
-        data = {k: v.to(device, dtype) for k, v in problem.sample(torch.Generator().manual_seed(data_seed)).items()}
-        test = {k: v.to(device) for k, v in problem.test_data(torch.Generator().manual_seed(data_seed + 7919)).items()}
-        result = None
+        data_gen = torch.Generator().manual_seed(data_seed)
+        data = move(problem.sample(data_gen), device, dtype)
+        test = move(problem.test_data(torch.Generator().manual_seed(data_seed + 7919)), device)
+        ref = problem.reference() if hasattr(problem, "reference") else None
+        if ref is not None:  # what the errors are measured against
+            summary["reference"] = ref.settings
+        result, kept_unknowns = None, None
         for r in range(restarts):  # the same data; keep the lowest final training loss
             if r:
                 model = build_model(_group(cfg, "model"), generator=torch.Generator().manual_seed(seed + r),
                                     dtype=dtype).to(device)
+            problem.setup(torch.Generator().manual_seed(seed + r), dtype, device)
             with kernel.switched(use_kernel and kernel.enabled):
                 candidate = train(model, problem, data, test, stages, fast=fast, log_every=log_every,
-                                  progress=progress, compile=compile_)
+                                  progress=progress, compile=compile_, generator=data_gen)
             final = candidate.history[-1]["loss"]
             tried.append({"seed": seed + r, "status": candidate.status, "loss": final, "wall_s": round(candidate.wall_s, 3)})
             if restarts > 1:
@@ -136,11 +170,14 @@ def run(cfg, out_dir: str | Path) -> dict:
                          candidate.status, final)
             if result is None or _better(candidate, result):
                 result, summary["seed"] = candidate, seed + r
+                kept_unknowns = copy.deepcopy(getattr(problem, "unknowns", None))
     except Exception as exc:  # a failed run still says so in its own folder
         write_json(out / METRICS, {**summary, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                                     "traceback": traceback.format_exc()})
         raise
     model = result.model
+    if kept_unknowns is not None:  # the kept restart's unknowns, not the last one's
+        problem.unknowns = kept_unknowns
     metrics = {
         **summary,
         "status": result.status,
@@ -162,9 +199,10 @@ def run(cfg, out_dir: str | Path) -> dict:
         except Exception as exc:
             metrics["interpret_error"] = f"{type(exc).__name__}: {exc}"
             log.warning("interpretation failed: %s", metrics["interpret_error"])
-    write_h5(out / H5, result.history, _fields(problem, model, eval_mesh), model, extra={"metrics": metrics})
+    fields = problem.record_fields(model, eval_mesh) if hasattr(problem, "record_fields") else {}
+    write_h5(out / H5, result.history, fields, model, extra={"metrics": metrics}, unknowns=getattr(problem, "unknowns", None))
     write_json(out / METRICS, metrics)
-    return metrics
+    return metrics, model, problem
 
 
 def _better(a, b) -> bool:
@@ -174,19 +212,3 @@ def _better(a, b) -> bool:
         return ok_a
     la, lb = a.history[-1]["loss"], b.history[-1]["loss"]
     return math.isfinite(la) and (not math.isfinite(lb) or la < lb)
-
-
-def _fields(problem, model, n: int) -> dict[str, np.ndarray]:
-    """Prediction (and exact solution) on an n^d mesh of the problem's domain, if it has one."""
-    mesh = getattr(getattr(problem, "domain", None), "mesh", None)
-    if mesh is None:
-        return {}
-    x = mesh(n)
-    p = next(model.parameters())
-    with torch.no_grad():
-        u = model(x.to(p.device, p.dtype)).double().cpu()
-    fields = {"x": x.numpy(), "u_pred": u.numpy()}
-    exact = problem.exact(x)
-    if exact is not None:
-        fields["u_exact"] = exact.numpy()
-    return fields

@@ -10,7 +10,6 @@ non-finite loss stops the run: the last finite parameters are restored and the s
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -19,10 +18,10 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import Tensor, nn
 
-from kanpde.grid import extend_grid, update_grid_
-from kanpde.kan import KAN
+from kanpde.nn.grid import extend_grid, update_grid_
+from kanpde.nn.kan import KAN
 from kanpde.problem import Data, Problem
-from kanpde.sparsity import regularizer
+from kanpde.interpret.sparsity import regularizer
 from kanpde.validate import ConfigError, check_choice, check_int, check_number
 
 log = logging.getLogger(__name__)
@@ -46,12 +45,15 @@ class Stage:
         grid_eps: grid update mix, 1 uniform, 0 sample quantiles.
         max_iter: L-BFGS iterations per step (max evaluations = 1.25 x this).
         history_size: L-BFGS memory, the number of past steps kept (pykan: 10; torch: 100).
-        reg: lambda, weight of the sparsity regulariser (`kanpde.sparsity.regularizer`, on a
+        reg: lambda, weight of the sparsity regulariser (`kanpde.interpret.sparsity.regularizer`, on a
             fixed subset of at most REG_POINTS of the problem's grid samples) added to the loss;
             0: none. Models other than KANs ignore it.
             The history's `loss_reg` column is the weighted term lambda R, part of `loss`.
         reg_entropy: mu, weight of the entropy inside R (pykan's lamb_entropy).
         reg_coef: nu, weight of the coefficient L1 inside R (pykan's lamb_coef).
+        resample_every: draw fresh interior collocation points every n steps (0: never), from
+            the run's data generator (`Problem.resample`); L-BFGS restarts its memory then,
+            since the objective changed.
     """
 
     optimizer: str = "lbfgs"
@@ -66,6 +68,7 @@ class Stage:
     reg: float = 0.0
     reg_entropy: float = 2.0
     reg_coef: float = 0.0
+    resample_every: int = 0
 
     @classmethod
     def from_config(cls, cfg: dict, where: str) -> Stage:
@@ -87,6 +90,7 @@ class Stage:
             raise ConfigError(f"{where}.grid_eps must be in [0, 1], got {s.grid_eps!r}")
         check_int(s.max_iter, f"{where}.max_iter", minimum=1)
         check_int(s.history_size, f"{where}.history_size", minimum=1)
+        check_int(s.resample_every, f"{where}.resample_every", minimum=0)
         for name in ("reg", "reg_entropy", "reg_coef"):
             check_number(getattr(s, name), f"{where}.{name}", minimum=0.0)
         return s
@@ -165,6 +169,7 @@ def train(
     log_every: int = 1,
     progress: bool = True,
     compile: bool = False,
+    generator: torch.Generator | None = None,
 ) -> TrainResult:
     """Minimise the problem's loss over `stages`.
 
@@ -178,10 +183,12 @@ def train(
         log_every: evaluate test metrics and record a history row every n steps.
         progress: show a progress bar.
         compile: evaluate the loss through torch.compile (recompiles when the grid changes).
+        generator: the source of resampled points (stages with resample_every).
     """
     from tqdm.auto import tqdm
 
     result = TrainResult(model)
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
     grid_x = problem.grid_samples(data)
     # The regulariser's edge scales are means over samples: a fixed subset estimates them well
     # at a fraction of the cost (fixed, so L-BFGS sees one deterministic objective).
@@ -213,7 +220,22 @@ def train(
         result.history.append(row)
         return row
 
-    last_good = copy.deepcopy(model.state_dict())
+    extra = problem.parameters()  # an inverse problem's unknowns, trained with the model
+
+    def state() -> dict:
+        return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                "extra": [p.detach().clone() for p in extra]}
+
+    def restore(saved: dict) -> None:
+        model.load_state_dict(saved["model"])
+        with torch.no_grad():
+            for p, v in zip(extra, saved["extra"]):
+                p.copy_(v)
+
+    # the bar shows the loss, the error, and an inverse problem's recovered unknowns
+    shown = ("loss", "rel_l2", *[k for k in problem.unknown_metrics() if not k.endswith("_true")]) \
+        if hasattr(problem, "unknown_metrics") else ("loss", "l2_sq")
+    last_good = state()
     loss0, terms0 = loss_fn()
     record(-1, float(loss0.detach()), terms0)
     for i, stage in enumerate(stages):
@@ -221,13 +243,18 @@ def train(
             model, change = extend_grid(model, stage.grid, grid_x)
             result.grid_changes.append({"step": result.steps, "grid": stage.grid, "max_change": change})
             log.info("grid -> %d (max change of u on the training points %.2e)", stage.grid, change)
-            last_good = copy.deepcopy(model.state_dict())
-        opt = _optimizer(stage, list(model.parameters()))
+            last_good = state()
+        opt = _optimizer(stage, list(model.parameters()) + extra)
         until = stage.steps if stage.update_grid_until is None else stage.update_grid_until
         for step in range(stage.steps):
             t0 = time.perf_counter()
             if isinstance(model, KAN) and stage.update_grid_every and step < until and step % stage.update_grid_every == 0:
                 update_grid_(model, grid_x, stage.grid_eps)
+            if stage.resample_every and step and step % stage.resample_every == 0:
+                data = problem.resample(data, generator)
+                grid_x = problem.grid_samples(data)
+                if stage.optimizer == "lbfgs":  # its curvature pairs belong to the old points
+                    opt = _optimizer(stage, list(model.parameters()) + extra)
             box: dict = {}
 
             def closure() -> Tensor:
@@ -252,16 +279,16 @@ def train(
             loss = float(box["loss"])
             finite_params = all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters())
             if not math.isfinite(loss) or not finite_params:
-                model.load_state_dict(last_good)
+                restore(last_good)
                 result.status = "diverged"
                 what = f"loss became {loss}" if not math.isfinite(loss) else "parameters became non-finite"
                 log.warning("%s at step %d: stopped, last finite parameters restored", what, result.steps)
                 break
-            last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            last_good = state()
             bar.update(1)
             if result.steps % log_every == 0 or step == stage.steps - 1:
                 row = record(i, loss, box["terms"])
-                bar.set_postfix({k: f"{row[k]:.2e}" for k in ("loss", "l2_sq") if k in row})
+                bar.set_postfix({k: f"{row[k]:.3g}" for k in shown if k in row})
         if result.status != "ok":
             break
     bar.close()

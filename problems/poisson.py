@@ -1,4 +1,4 @@
-"""Poisson equations on [-1, 1]^2 with zero Dirichlet data (KAN paper, arXiv 2404.19756, sec. 3.4)."""
+"""Poisson equations: the KAN paper's on [-1, 1]^2 (arXiv 2404.19756, sec. 3.4), in 3-D, and on the L-shape."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ from typing import final
 import torch
 from torch import Tensor
 
-from kanpde.geometry import Rectangle
-from kanpde.problem import Dirichlet, Fields, PDEProblem
+from kanpde.pde.domains import Box
+from kanpde.pde.conditions import Dirichlet
+from kanpde.pde.csg import Difference
+from kanpde.pde.fields import Fields
+from kanpde.pde.problem import PDEProblem
+from kanpde.pde.references.poisson_fd import lshape
+from kanpde.pde.references.settings import check_overrides, reference
 from kanpde.registry import register_problem
 from kanpde.validate import check_number
 
@@ -20,13 +25,12 @@ PI = math.pi
 class _Poisson2D(PDEProblem):
     """u_xx + u_yy = f on [-1, 1]^2, u = 0 on the boundary; loss alpha * mean(r^2) + mean(u_b^2)."""
 
-    variables = ("x", "y")
     second = "laplacian"
 
     def __init__(self, alpha: float, n_interior: int, n_boundary: int, sampling: str, n_test: int):
         super().__init__(n_interior, n_boundary, sampling, n_test)
         self.alpha = check_number(alpha, "problem.alpha", positive=True)
-        self.domain = Rectangle([-1.0, -1.0], [1.0, 1.0])
+        self.domain = Box([-1.0, -1.0], [1.0, 1.0])
 
     @abc.abstractmethod
     def source(self, x: Tensor) -> Tensor:
@@ -86,3 +90,52 @@ class PoissonSinSin(_Poisson2D):
 
     def exact(self, x: Tensor) -> Tensor:
         return torch.sin(PI * x[:, :1]) * torch.sin(PI * x[:, 1:])
+
+
+@final
+@register_problem("poisson3d")
+class Poisson3D(PDEProblem):
+    """Poisson's equation in 3-D (PINNacle's Poisson-ND family, d = 3).
+
+    Domain [0, 1]^3;  -(u_xx + u_yy + u_zz) = (pi^2 / 4) sum_i sin(pi x_i / 2);
+    u = g on the boundary, g from the exact solution u = sum_i sin(pi x_i / 2).
+    """
+
+    def __init__(self, n_interior: int = 4000, n_boundary: int = 1200, sampling: str = "sobol", n_test: int = 10_000):
+        super().__init__(n_interior, n_boundary, sampling, n_test)
+        self.domain = Box([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+
+    def residual(self, x, u):
+        return -u.laplacian - PI**2 / 4 * torch.sin(PI * x / 2).sum(dim=1, keepdim=True)
+
+    def conditions(self):
+        return {"boundary": Dirichlet(self.exact)}
+
+    def exact(self, x):
+        return torch.sin(PI * x / 2).sum(dim=1, keepdim=True)
+
+
+@final
+@register_problem("poisson_lshape")
+class PoissonLShape(PDEProblem):
+    """Poisson's equation on the L-shaped domain (DeepXDE's example).
+
+    Domain [-1, 1]^2 minus [0, 1]^2;  -(u_xx + u_yy) = 1;  u = 0 on the boundary.
+    No closed form (u ~ r^(2/3) sin(2 theta / 3) at the re-entrant corner); reference: 5-point
+    finite differences on a fine grid (`kanpde.pde.references.poisson_fd`).
+    """
+
+    def __init__(self, n_interior: int = 4000, n_boundary: int = 800, sampling: str = "sobol", n_test: int = 10_000,
+                 reference: dict | None = None):
+        super().__init__(n_interior, n_boundary, sampling, n_test)
+        self.ref_settings = check_overrides(reference, lshape, {})
+        self.domain = Difference(Box([-1.0, -1.0], [1.0, 1.0]), Box([0.0, 0.0], [1.0, 1.0]))
+
+    def residual(self, x, u):
+        return u.laplacian + 1.0
+
+    def conditions(self):
+        return {"boundary": Dirichlet()}
+
+    def make_reference(self):
+        return reference("poisson_lshape", lshape, {}, self.ref_settings)

@@ -5,8 +5,9 @@ from typing import final
 
 import torch
 
-from kanpde.geometry import Rectangle
-from kanpde.problem import Dirichlet, PDEProblem
+from kanpde.pde.domains import Box
+from kanpde.pde.conditions import Dirichlet
+from kanpde.pde.problem import PDEProblem
 from kanpde.registry import register_problem
 
 
@@ -15,12 +16,11 @@ from kanpde.registry import register_problem
 class Sine1D(PDEProblem):
     """u_xx = -pi^2 sin(pi x) on [0, 1], u(0) = u(1) = 0; exact u = sin(pi x)."""
 
-    variables = ("x",)
     second = "diag"  # which second derivatives the residual reads
 
     def __init__(self, n_interior: int = 200, n_boundary: int = 2, sampling: str = "random", n_test: int = 1000):
         super().__init__(n_interior, n_boundary, sampling, n_test)
-        self.domain = Rectangle([0.0], [1.0])
+        self.domain = Box([0.0], [1.0])
 
     def residual(self, x, u):
         return u.d("x", "x") + math.pi**2 * torch.sin(math.pi * x)

@@ -1,4 +1,4 @@
-"""B-spline bases (kanpde.bspline) against a scalar Cox-de Boor, finite differences and autograd."""
+"""B-spline bases (kanpde.nn.bspline) against a scalar Cox-de Boor, finite differences and autograd."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kanpde.bspline import (
+from kanpde.nn.bspline import (
     basis,
     basis_jet,
     cell_polynomials,

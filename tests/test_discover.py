@@ -8,10 +8,10 @@ import sympy as sp
 import torch
 from torch.nn import functional as F
 
-from kanpde.discover import Settings, compare, discover
-from kanpde.tidy import accuracy, refit
-from kanpde.kan import KAN
-from kanpde.sparsity import regularizer
+from kanpde.interpret.discover import Settings, compare, discover
+from kanpde.interpret.tidy import accuracy, refit
+from kanpde.nn.kan import KAN
+from kanpde.interpret.sparsity import regularizer
 from kanpde.validate import ConfigError
 
 a, E, lam = sp.symbols("alpha E lam")

@@ -8,9 +8,9 @@ import h5py
 import pytest
 import torch
 
-from kanpde import kernel
-from kanpde.derivatives import autograd_jet
-from kanpde.kan import KAN, KANLayer
+from kanpde.nn import kernel
+from kanpde.nn.derivatives import autograd_jet
+from kanpde.nn.kan import KAN, KANLayer
 from kanpde.record import load_model, write_h5
 from kanpde.validate import ConfigError
 

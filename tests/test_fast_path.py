@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kanpde.grid import update_grid_
+from kanpde.nn.grid import update_grid_
 from kanpde.registry import build_model, build_problem
 
 

@@ -1,4 +1,4 @@
-"""A fully symbolic KAN as a sympy formula (kanpde.formula): round trip, exact polynomials, tidying."""
+"""A fully symbolic KAN as a sympy formula (kanpde.interpret.formula): round trip, exact polynomials, tidying."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import sympy as sp
 import torch
 
-from kanpde.formula import formula, latex, prune_terms, round_formula, to_function
-from kanpde.kan import KAN
+from kanpde.interpret.formula import formula, latex, prune_terms, round_formula, to_function
+from kanpde.nn.kan import KAN
 from kanpde.validate import ConfigError
 
 # Functions defined on all of R (no domain to respect) for random parameters.

@@ -1,4 +1,4 @@
-"""Grid operations (kanpde.grid): knots from samples, grid update in place, grid extension."""
+"""Grid operations (kanpde.nn.grid): knots from samples, grid update in place, grid extension."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from kanpde.grid import extend_grid, knots_from_samples, layer_inputs, update_grid_
-from kanpde.kan import KAN
+from kanpde.nn.grid import extend_grid, knots_from_samples, layer_inputs, update_grid_
+from kanpde.nn.kan import KAN
 
 F64 = torch.float64
 EXTENSION_BUG = (
-    "kanpde.grid.extended_knots treats samples that leave the old grid by rounding (1e-16..1e-14, "
+    "kanpde.nn.grid.extended_knots treats samples that leave the old grid by rounding (1e-16..1e-14, "
     "from knots_from_samples' eps-mix or the refitted previous layer) as outside and swaps the "
     "non-uniform knots for a uniform grid, so G -> 2G is no longer exact (~1e-5)"
 )

@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from kanpde.run import resolve_width
 from kanpde.registry import build_model, build_problem, options, problem_names
 from kanpde.train import parse_stages
 
@@ -44,6 +45,7 @@ def test_every_installed_option_builds():
         with initialize_config_module(config_module="kanpde.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"model={name}"])
         model_cfg = OmegaConf.to_container(cfg.model)
+        model_cfg["width"] = resolve_width(model_cfg["width"], 2, 1)  # "in"/"out": a problem's sizes
         assert type(build_model(model_cfg)).__name__ == model_cfg["name"].upper()
         assert name.split("_")[0] == model_cfg["name"]  # kan, kan_gaam, ... build a KAN
     for name in sorted(group_options("optim")):
@@ -60,7 +62,7 @@ def test_default_config_composes():
     assert "hydra" not in cfg
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert plain["problem"]["name"] == "poisson" and plain["problem"]["n_interior"] == 10_000
-    assert plain["model"] == {"name": "kan", "width": [2, 10, 1], "grid": 5, "order": 3,
+    assert plain["model"] == {"name": "kan", "width": ["in", 10, "out"], "grid": 5, "order": 3,
                               "grid_range": [-1.0, 1.0], "noise_scale": 0.1, "base_scale": 1.0,
                               "mult": None, "symbolic": None}
     assert plain["optim"]["name"] == "grid_lbfgs"
@@ -77,6 +79,7 @@ def test_every_option_composes_and_builds(problem, model):
     prob_cfg = OmegaConf.to_container(cfg.problem)
     model_cfg = OmegaConf.to_container(cfg.model)
     prob = build_problem(prob_cfg)
+    model_cfg["width"] = resolve_width(model_cfg["width"], prob.in_dim, prob.out_dim)
     net = build_model(model_cfg)
     assert prob.name == problem and type(net).__name__ == model.upper()
     assert set(prob_cfg) - {"name"} == set(options(type(prob)))

@@ -9,12 +9,12 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 from torch.func import functional_call
 
-from kanpde import kernel
-from kanpde.bspline import basis
-from kanpde.derivatives import autograd_jet, jet
-from kanpde.grid import update_grid_
-from kanpde.kan import KAN, KANLayer
-from kanpde.mlp import MLP
+from kanpde.nn import kernel
+from kanpde.nn.bspline import basis
+from kanpde.nn.derivatives import autograd_jet, jet
+from kanpde.nn.grid import update_grid_
+from kanpde.nn.kan import KAN, KANLayer
+from kanpde.nn.mlp import MLP
 from kanpde.registry import count_params, paper_params
 
 F64 = torch.float64

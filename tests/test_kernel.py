@@ -1,4 +1,4 @@
-"""The fused C++ kernel (kanpde.kernel) against the torch path it replaces: values, jets, and the
+"""The fused C++ kernel (kanpde.nn.kernel) against the torch path it replaces: values, jets, and the
 gradients of a loss w.r.t. inputs and parameters, for every specialised and generic case."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from kanpde import kernel
-from kanpde.bspline import make_uniform_knots
-from kanpde.derivatives import autograd_jet
-from kanpde.kan import KAN
+from kanpde.nn import kernel
+from kanpde.nn.bspline import make_uniform_knots
+from kanpde.nn.derivatives import autograd_jet
+from kanpde.nn.kan import KAN
 
 F64 = torch.float64
 

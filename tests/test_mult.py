@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from kanpde.derivatives import autograd_jet
-from kanpde.grid import extend_grid, layer_inputs, update_grid_
-from kanpde.kan import KAN
+from kanpde.nn.derivatives import autograd_jet
+from kanpde.nn.grid import extend_grid, layer_inputs, update_grid_
+from kanpde.nn.kan import KAN
 from kanpde.record import load_model, read_history
 from kanpde.registry import build_model
 from kanpde.run import run

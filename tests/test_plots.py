@@ -1,13 +1,13 @@
-"""Pictures of a KAN (kanpde.plots): files are written, for plain, pruned, symbolic and mult-node models."""
+"""Pictures of a KAN (kanpde.interpret.plots): files are written, for plain, pruned, symbolic and mult-node models."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from kanpde.kan import KAN
-from kanpde.plots import plot_edges, plot_network
-from kanpde.prune import edge_scores as edge_scales
+from kanpde.nn.kan import KAN
+from kanpde.interpret.plots import plot_edges, plot_network
+from kanpde.interpret.prune import edge_scores as edge_scales
 
 
 @pytest.mark.parametrize("width, mult", [([2, 3, 1], None), ([3, 3, 1], [0, 1, 0])])

@@ -1,14 +1,14 @@
-"""Pruning (kanpde.prune): edge scores against a hand computation, which nodes and edges go."""
+"""Pruning (kanpde.interpret.prune): edge scores against a hand computation, which nodes and edges go."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from kanpde.bspline import basis
-from kanpde.grid import layer_inputs
-from kanpde.kan import KAN
-from kanpde.prune import edge_scores, node_scores, prune, prune_inputs, used_inputs
+from kanpde.nn.bspline import basis
+from kanpde.nn.grid import layer_inputs
+from kanpde.nn.kan import KAN
+from kanpde.interpret.prune import edge_scores, node_scores, prune, prune_inputs, used_inputs
 from kanpde.validate import ConfigError
 
 F64 = torch.float64

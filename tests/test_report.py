@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from kanpde.kan import KAN
+from kanpde.nn.kan import KAN
 from kanpde.registry import count_params, paper_params
 from kanpde.report import ReportError, report
 from kanpde.report.records import fit_slope, kan_params

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from kanpde.record import load_model, read_history, read_metrics
 from kanpde.registry import build_model, build_problem
-from kanpde.run import run
+from kanpde.run import resolve_width, run
 from kanpde.validate import ConfigError
 
 N_PARAMS = {"kan": (281, 150), "mlp": (20601, 20300)}  # (real, paper) for the default widths
@@ -44,7 +44,9 @@ def test_run_writes_complete_record(tiny_config, tmp_path, problem, model):
         assert "grid" not in metrics and metrics["grid_changes"] == []
 
     saved_cfg = OmegaConf.load(tmp_path / "config.yaml")
-    assert OmegaConf.to_container(saved_cfg) == OmegaConf.to_container(cfg, resolve=True)
+    expected = OmegaConf.to_container(cfg, resolve=True)
+    expected["model"]["width"] = resolve_width(expected["model"]["width"], 2, 1)  # recorded resolved
+    assert OmegaConf.to_container(saved_cfg) == expected
 
     hist = read_history(tmp_path)
     assert HISTORY <= hist.keys()
@@ -107,7 +109,7 @@ def test_run_diverges_cleanly(tiny_config, tmp_path):
     assert metrics["status"] == "diverged" and metrics["steps"] == 1
     assert math.isfinite(metrics["l2_sq"]) and math.isfinite(metrics["loss"])
     loaded = load_model(tmp_path)
-    initial = build_model(OmegaConf.to_container(cfg.model),
+    initial = build_model({**OmegaConf.to_container(cfg.model), "width": [2, 10, 1]},
                           generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
     for (name, p), q in zip(loaded.state_dict().items(), initial.state_dict().values()):
         assert torch.isfinite(p).all(), name

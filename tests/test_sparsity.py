@@ -1,4 +1,4 @@
-"""Sparsity regularisation (kanpde.sparsity, sec. 2.5.1) and its use in training stages."""
+"""Sparsity regularisation (kanpde.interpret.sparsity, sec. 2.5.1) and its use in training stages."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from kanpde.kan import KAN
+from kanpde.nn.kan import KAN
 from kanpde.problem import Problem
-from kanpde.sparsity import coef_l1, edge_scales, entropy, regularizer
+from kanpde.interpret.sparsity import coef_l1, edge_scales, entropy, regularizer
 from kanpde.train import Stage, parse_stages, train
 from kanpde.validate import ConfigError
 

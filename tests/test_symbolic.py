@@ -1,4 +1,4 @@
-"""Symbolic fitting (kanpde.symbolic): the library, affine fits, ranking, and snapping a KAN."""
+"""Symbolic fitting (kanpde.interpret.symbolic): the library, affine fits, ranking, and snapping a KAN."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import sympy as sp
 import torch
 
-from kanpde.bspline import basis
-from kanpde.kan import KAN
-from kanpde.symbolic import LIBRARY, auto_symbolic, edge_samples, fit_affine, score, suggest
+from kanpde.nn.bspline import basis
+from kanpde.nn.kan import KAN
+from kanpde.interpret.symbolic import LIBRARY, auto_symbolic, edge_samples, fit_affine, score, suggest
 from kanpde.validate import ConfigError
 
 X = np.linspace(-2, 2, 401)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from kanpde.discover import compare
-from kanpde.tidy import accuracy, bce, select_terms, snap_arguments, snap_coefficients, term_coefficients
+from kanpde.interpret.discover import compare
+from kanpde.interpret.tidy import accuracy, bce, select_terms, snap_arguments, snap_coefficients, term_coefficients
 
 INPUTS = ("lam", "p", "E")
 lam, p, E = sp.symbols(INPUTS)

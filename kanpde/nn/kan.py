@@ -7,7 +7,7 @@ evaluates the bases of all its edges at once and contracts them with one matmul:
 (n_in (G+k+1), n_out).
 
 On the CPU with uniform knots, `forward` and `jet` run a fused C++ kernel instead
-(`kanpde.kernel`: the k + 1 non-zero bases per input only, value and derivatives in one pass,
+(`kanpde.nn.kernel`: the k + 1 non-zero bases per input only, value and derivatives in one pass,
 hand-written backward); the torch code below is the reference it is tested against and the path
 everywhere else (CUDA, non-uniform knots, torch.compile, nested autograd).
 
@@ -17,10 +17,10 @@ d2y_p = sum_i phi_i''(h_i) (dh_i^T Q_p dh_i) + phi_i'(h_i) d2h_{i,p}, so value, 
 second-derivative channels are stacked along the batch and share one matmul per layer.
 
 Knots are a buffer (they move with `.to()` and live in `state_dict`); the grid-changing
-operations (update from samples, extension) are functions in `kanpde.grid`, not methods here.
+operations (update from samples, extension) are functions in `kanpde.nn.grid`, not methods here.
 
-Interpretability state (sec. 2.5; MultKAN of KAN 2.0, arXiv 2408.10205), used by `kanpde.prune`,
-`kanpde.sparsity`, `kanpde.symbolic` and `kanpde.formula`:
+Interpretability state (sec. 2.5; MultKAN of KAN 2.0, arXiv 2408.10205), used by `kanpde.interpret.prune`,
+`kanpde.interpret.sparsity`, `kanpde.interpret.symbolic` and `kanpde.interpret.formula`:
 * edge masks, `KANLayer.mask` (n_in, n_out): 1 active, 0 pruned. The mask is multiplied into the
   effective weights (a few (n_in, n_out) ops per layer, exact when it is all ones), so a pruned
   edge gives exactly 0 on every path and its parameters get zero gradient.
@@ -29,7 +29,7 @@ Interpretability state (sec. 2.5; MultKAN of KAN 2.0, arXiv 2408.10205), used by
   buffers, not trained.
 * multiplication nodes, `KAN(mult=...)`: see `KAN`.
 `jet` does not forward-propagate symbolic edges or multiplication nodes: a KAN holding any takes
-nested autograd (`kanpde.derivatives.autograd_jet`) instead, correct but slower.
+nested autograd (`kanpde.nn.derivatives.autograd_jet`) instead, correct but slower.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from kanpde.bspline import (
+from kanpde.nn.bspline import (
     basis,
     basis_jet,
     cell_polynomials,
@@ -56,8 +56,8 @@ from kanpde.bspline import (
     uniform_basis_matrix,
     uniform_local_jet,
 )
-from kanpde import kernel
-from kanpde.derivatives import Jet, autograd_jet, input_jet, quadratic, silu_jet
+from kanpde.nn import kernel
+from kanpde.nn.derivatives import Jet, autograd_jet, input_jet, quadratic, silu_jet
 from kanpde.validate import ConfigError, check_int, check_interval, check_number, check_width
 
 IDENTITY = (1.0, 1.0, 0.0, 0.0)  # (a, b, c, d) of a free symbolic slot: a f(b x + c) + d = f(x)
@@ -84,7 +84,7 @@ class KANLayer(nn.Module):
         mask: buffer (n_in, n_out), 1 active edge, 0 pruned.
         sym_mask: buffer (n_in, n_out), 1 where the edge is symbolic (set with `fix_symbolic`).
         sym_params: buffer (n_in, n_out, 4), (a, b, c, d) of each symbolic edge.
-        sym_names: n_in lists of n_out `kanpde.symbolic.LIBRARY` names, "" for a spline edge; it
+        sym_names: n_in lists of n_out `kanpde.nn.functions.LIBRARY` names, "" for a spline edge; it
             decides which edges are evaluated symbolically, and is saved in the state_dict as
             extra state (`get_extra_state`).
     """
@@ -146,7 +146,7 @@ class KANLayer(nn.Module):
         return self.uniform and per_edge <= dense
 
     def _kernel(self, x: Tensor, d: int = 0, p: int = 0) -> bool:
-        """Whether to evaluate with the fused CPU kernel (`kanpde.kernel`): uniform knots, and
+        """Whether to evaluate with the fused CPU kernel (`kanpde.nn.kernel`): uniform knots, and
         inputs (N, n_in) with d gradient and p second channels that it takes."""
         return self.uniform and kernel.usable(x, self.order, d, p)
 
@@ -271,7 +271,7 @@ class KANLayer(nn.Module):
     def _symbolic(self, x: Tensor) -> Tensor:
         """Symbolic part of every edge, mask sym_mask (a f(b x_i + c) + d) where `sym_names` names
         an f, else 0: (N, n_in) -> (N, n_in, n_out)."""
-        from kanpde.symbolic import LIBRARY  # lazy: kanpde.symbolic imports sympy and scipy
+        from kanpde.nn.functions import LIBRARY  # lazy: it imports sympy and scipy
 
         groups: dict[str, list[tuple[int, int]]] = {}
         for i, row in enumerate(self.sym_names):
@@ -291,7 +291,7 @@ class KANLayer(nn.Module):
                 check_int(j, "edge output j", minimum=0, maximum=self.out_dim - 1))
 
     def fix_symbolic(self, i: int, j: int, name: str, params: Sequence[float] = IDENTITY) -> None:
-        """Make edge i -> j compute a f(b x + c) + d, f = `kanpde.symbolic.LIBRARY[name].torch`, in place.
+        """Make edge i -> j compute a f(b x + c) + d, f = `kanpde.nn.functions.LIBRARY[name].torch`, in place.
 
         The symbolic value replaces the edge's spline and base; it is still multiplied by the
         edge mask. a, b, c, d are buffers (`sym_params`): training does not change them.
@@ -302,7 +302,7 @@ class KANLayer(nn.Module):
             name: a LIBRARY key, e.g. "sin", "x^2"; an unknown one raises ConfigError.
             params: (a, b, c, d), four finite numbers.
         """
-        from kanpde.symbolic import LIBRARY
+        from kanpde.nn.functions import LIBRARY
 
         i, j = self._edge_index(i, j)
         if not isinstance(name, str) or name not in LIBRARY:
@@ -485,11 +485,11 @@ class KAN(nn.Module):
         """Value, input gradient and second derivatives in one forward pass.
 
         A model with multiplication nodes or symbolic edges (`fast_jet` false) computes them by
-        nested autograd (`kanpde.derivatives.autograd_jet`) instead: same result, slower.
+        nested autograd (`kanpde.nn.derivatives.autograd_jet`) instead: same result, slower.
 
         Args:
             x: (N, d) points.
-            mode: second-derivative layout, see `kanpde.derivatives`.
+            mode: second-derivative layout, see `kanpde.nn.derivatives`.
 
         Returns:
             Jet with value (N, m), grad (N, m, d), second (N, m, P).
@@ -497,7 +497,18 @@ class KAN(nn.Module):
         if not self.fast_jet:
             with torch.enable_grad():  # so that it also works where the caller disabled autograd
                 return autograd_jet(self, x, mode)
-        h = input_jet(x, mode)
+        return self.push(input_jet(x, mode))
+
+    def push(self, h: Jet) -> Jet:
+        """Push a jet of the network's inputs through it (the chain rule through a map in front,
+        e.g. a problem's input scaling; only when `fast_jet`).
+
+        Args:
+            h: jet with value (N, width[0]), grad (N, width[0], d), second (N, width[0], P).
+
+        Returns:
+            Jet with value (N, m), grad (N, m, d), second (N, m, P).
+        """
         for layer in self.layers:
             h = layer.jet(h)
         return h

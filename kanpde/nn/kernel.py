@@ -10,12 +10,14 @@ The source is compiled on first use with the system C++ compiler (`c++ -O3 -marc
 -fopenmp`, about 10 s) into a cache folder (`$KANPDE_CACHE`, else `~/.cache/kanpde`), keyed by the
 source, compiler flags and machine, and loaded with ctypes; no torch headers are needed. Where it
 cannot be used (no compiler, CUDA tensors, non-uniform knots, other dtypes than float32/64, inside
-torch.compile, during nested autograd, with `KANPDE_KERNEL=0` or the run setting `kernel: false`),
-`KANLayer` uses its torch path: same results. The kernel's backward is first order only
-(`once_differentiable`): differentiating a gradient of the model (nested autograd, as
-`kanpde.derivatives.autograd_jet` does) needs the torch path, so wrap such code in
-`switched(False)`.
-"""
+torch.compile or a torch.func transform, with `KANPDE_KERNEL=0` or the run setting
+`kernel: false`), `KANLayer` uses its torch path: same results.
+
+The C++ backward is first order. A backward that builds a graph (`create_graph=True`: a
+derivative of the model taken by autograd and then differentiated again, as a Neumann loss or
+`kanpde.nn.derivatives.autograd_jet` do) instead differentiates `torch_layer_jet`, the same sums in
+torch ops, so derivatives of any order through the kernel are exact. Forward-mode AD
+(`torch.autograd.forward_ad`) is not supported: it raises; run it under `switched(False)`."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from kanpde.nn.bspline import cell_polynomials, power_jet
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "kan_jet.cpp"
@@ -46,8 +50,7 @@ enabled = os.environ.get("KANPDE_KERNEL", "1") != "0"  # see `switched`
 
 @contextmanager
 def switched(on: bool) -> Iterator[None]:
-    """Within the block, use the kernel only if `on` (and usable). Nested autograd needs it off:
-    the kernel's backward is not itself differentiable."""
+    """Within the block, use the kernel only if `on` (and usable)."""
     global enabled
     old, enabled = enabled, bool(on)
     try:
@@ -110,7 +113,20 @@ def usable(x: Tensor, order: int, d: int = 0, p: int = 0) -> bool:
         return False
     if getattr(torch.compiler, "is_compiling", lambda: False)():  # traced: let dynamo see torch ops
         return False
+    if under_functorch():
+        return False
     return library() is not None
+
+
+def under_functorch() -> bool:
+    """Whether a torch.func transform (grad, jacrev, vmap, ...) is active.
+
+    Its tensors are wrappers whose data_ptr the C++ kernel cannot read, so the torch path must
+    run. Should this private probe vanish from torch, `_LayerJet` (an old-style autograd Function,
+    on purpose) still refuses such transforms with an error instead of a wrong value.
+    """
+    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
 
 
 def _ptr(t: Tensor) -> ctypes.c_void_p:
@@ -118,7 +134,11 @@ def _ptr(t: Tensor) -> ctypes.c_void_p:
 
 
 class _LayerJet(torch.autograd.Function):
-    """(value, grad, second) from x, dh, d2h, m2, coef, wb; see `layer_jet`."""
+    """(value, grad, second) from x, dh, d2h, m2, coef, wb; see `layer_jet`.
+
+    Old-style (forward takes ctx, no setup_context) on purpose: torch.func then refuses it
+    loudly rather than handing wrapped tensors to ctypes.
+    """
 
     @staticmethod
     def forward(ctx, x, dh, d2h, m2, coef, wb, t0, h, order):
@@ -131,31 +151,122 @@ class _LayerJet(torch.autograd.Function):
         fn = getattr(library(), f"kan_jet_forward_{_SUFFIX[x.dtype]}")
         fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2, coef, wb, t0, h, *outs)), ctypes.c_int(torch.get_num_threads()))
         ctx.save_for_backward(x, dh, d2h, m2, coef, wb, t0, h, dims)
+        ctx.order = order
         return outs
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gval, ggrad, gsec):
         x, dh, d2h, m2, coef, wb, t0, h, dims = ctx.saved_tensors
+        inputs = (x, dh, d2h, m2, coef, wb)
         n, n_out = x.shape[0], coef.shape[2]
         gouts = [x.new_zeros(shape) if g is None else g.contiguous()
                  for g, shape in ((gval, (n, n_out)), (ggrad, (n, dh.shape[-1], n_out)), (gsec, (n, d2h.shape[-1], n_out)))]
-        grads = [torch.empty_like(t) for t in (x, dh, d2h, m2, coef, wb)]
+        # Grad mode is on inside backward exactly under create_graph=True; the result then has to
+        # be differentiable, which the C++ backward is not.
+        if torch.is_grad_enabled():
+            return (*_torch_vjp(inputs, gouts, t0, h, ctx.order, ctx.needs_input_grad), None, None, None)
+        grads = [torch.empty_like(t) for t in inputs]
         fn = getattr(library(), f"kan_jet_backward_{_SUFFIX[x.dtype]}")
         fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2, coef, wb, t0, h, *gouts, *grads)),
            ctypes.c_int(torch.get_num_threads()))
         return (*grads, None, None, None)
 
 
-def layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor, coef: Tensor, base_weight: Tensor,
-              knots: Tensor, order: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Sums over inputs of every edge function's jet, on uniform knots (bias not included).
+def _torch_vjp(inputs: tuple[Tensor, ...], gouts: list[Tensor], t0: Tensor, h: Tensor, order: int,
+               needed: tuple[bool, ...]) -> list[Tensor | None]:
+    """The kernel's vector-Jacobian product as a differentiable graph, from `torch_layer_jet`.
+
+    Args:
+        inputs: (x, dh, d2h, m2, coef, wb), shapes as in `layer_jet`.
+        gouts: gradients of (value (N, n_out), grad (N, d, n_out), second (N, P, n_out)).
+        t0, h: (n_in,) first knot and spacing.
+        order: k.
+        needed: `ctx.needs_input_grad`, whose first six entries match `inputs`.
+
+    Returns:
+        gradients shaped like `inputs` (None where not needed), differentiable w.r.t. the inputs
+        and `gouts`.
+    """
+    wanted = [t for t, need in zip(inputs, needed) if need]
+    with torch.enable_grad():
+        outs = torch_layer_jet(*inputs, t0, h, order)
+        # An output none of `wanted` feeds (value when only dh needs a gradient) has no graph.
+        live = [(o, g) for o, g in zip(outs, gouts) if o.requires_grad]
+        grads = iter(torch.autograd.grad([o for o, _ in live], wanted, [g for _, g in live],
+                                         create_graph=True, allow_unused=True))
+    # allow_unused: e.g. with P = 0 nothing depends on d2h or m2; their gradient is then zero.
+    return [None if not need else _or_zeros(next(grads), t) for t, need in zip(inputs, needed)]
+
+
+def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def torch_layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor, coef: Tensor, base_weight: Tensor,
+                    t0: Tensor, h: Tensor, order: int) -> tuple[Tensor, Tensor, Tensor]:
+    """What the C++ kernel computes, in differentiable torch ops (derivatives of every order).
+
+    Edge function phi_io = w_io silu(x_i) + spline_io(x_i), the spline of order k on the uniform
+    knots t0_i + j h_i, zero outside the knot span. A point's cell is floor((x - t0) / h), as in
+    the kernel (not from rebuilt knots, whose differences could round away from h).
 
     Args:
         x: (N, n_in) layer inputs.
         dh: (N, n_in, d) their gradients.
         d2h: (N, n_in, P) their second-derivative channels.
-        m2: (N, n_in, P) dh^T Q_p dh per channel (`kanpde.derivatives.quadratic`).
+        m2: (N, n_in, P) dh^T Q_p dh per channel.
+        coef: (n_in, G+k, n_out) spline coefficients.
+        base_weight: (n_in, n_out) silu weights.
+        t0: (n_in,) first knot.
+        h: (n_in,) knot spacing.
+        order: k, >= 1.
+
+    Returns:
+        value (N, n_out) sum_i phi_io; grad (N, d, n_out) sum_i phi'_io dh_ia;
+        second (N, P, n_out) sum_i phi'_io d2h_ip + phi''_io m2_ip.
+    """
+    n, d, p, n_out = x.shape[0], dh.shape[-1], d2h.shape[-1], coef.shape[2]
+    # Only the derivatives some channel uses: the plain forward (d = P = 0) needs none, and each
+    # one more makes the double backward of nested autograd dearer.
+    phi = _edge_jet(x, coef, base_weight, t0, h, order, 2 if p else 1 if d else 0)  # (R, N, n_in, n_out)
+    value = phi[0].sum(dim=1)
+    grad = torch.einsum("nio,nia->nao", phi[1], dh) if d else x.new_zeros(n, 0, n_out)
+    if not p:
+        return value, grad, x.new_zeros(n, 0, n_out)
+    second = torch.einsum("nio,nip->npo", phi[1], d2h) + torch.einsum("nio,nip->npo", phi[2], m2)
+    return value, grad, second
+
+
+def _edge_jet(x: Tensor, coef: Tensor, base_weight: Tensor, t0: Tensor, h: Tensor, order: int,
+              derivatives: int) -> Tensor:
+    """phi_io(x_i) and its first `derivatives` (0..2) derivatives for every edge:
+    (1 + derivatives, N, n_in, n_out)."""
+    from kanpde.nn.derivatives import silu_jet  # lazy: derivatives imports this module
+
+    n_cells = coef.shape[1] + order  # G + 2k
+    s = (x - t0) / h  # (N, n_in)
+    cell = torch.floor(s).clamp(-1, n_cells)  # -1: left of the span, n_cells: right of it
+    poly = cell_polynomials(coef, order)  # (n_in, G+2k+2, k+1, n_out); rows 0 and G+2k+1 zero
+    rows = (cell + 1).long() + torch.arange(x.shape[1], device=x.device) * poly.shape[1]  # (N, n_in)
+    gathered = poly.reshape(-1, order + 1, coef.shape[2])[rows]  # (N, n_in, k+1, n_out)
+    powers = power_jet(s - cell, h, order, derivatives)  # (R, N, n_in, k+1)
+    spline = (powers.unsqueeze(-1) * gathered).sum(dim=-2)  # (R, N, n_in, n_out)
+    silu = torch.stack(silu_jet(x)[: derivatives + 1])  # (R, N, n_in)
+    return silu.unsqueeze(-1) * base_weight + spline
+
+
+def layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor, coef: Tensor, base_weight: Tensor,
+              knots: Tensor, order: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Sums over inputs of every edge function's jet, on uniform knots (bias not included).
+
+    By the C++ kernel, differentiable to any order (see the module docstring); inside a
+    torch.func transform by `torch_layer_jet`.
+
+    Args:
+        x: (N, n_in) layer inputs.
+        dh: (N, n_in, d) their gradients.
+        d2h: (N, n_in, P) their second-derivative channels.
+        m2: (N, n_in, P) dh^T Q_p dh per channel (`kanpde.nn.derivatives.quadratic`).
         coef: (n_in, G+k, n_out) spline coefficients (effective: masked).
         base_weight: (n_in, n_out) silu weights (effective).
         knots: (n_in, G+2k+1) uniform knots.
@@ -167,5 +278,7 @@ def layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor, coef: Tensor, base
     """
     t0 = knots[:, 0].contiguous()
     h = (knots[:, 1] - knots[:, 0]).contiguous()
+    if under_functorch():
+        return torch_layer_jet(x, dh, d2h, m2, coef, base_weight, t0, h, order)
     args = [t.contiguous() for t in (x, dh, d2h, m2, coef, base_weight)]
     return _LayerJet.apply(*args, t0, h, order)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from kanpde.bspline import basis, make_uniform_knots
-from kanpde.kan import KAN, KANLayer
+from kanpde.nn.bspline import basis, make_uniform_knots
+from kanpde.nn.kan import KAN, KANLayer
 from kanpde.validate import check_int, check_number
 
 

@@ -1,6 +1,6 @@
 """Pruning a KAN by its edge activation scales (arXiv 2404.19756, sec. 2.5.1; pykan's prune).
 
-Edge i -> j of layer l has scale A_l[i, j] = mean over samples of |phi_ij| (`kanpde.sparsity`).
+Edge i -> j of layer l has scale A_l[i, j] = mean over samples of |phi_ij| (`kanpde.interpret.sparsity`).
 A hidden node is kept when both its incoming score (the largest scale of an edge into it, into
 either factor for a multiplication node) and its outgoing score (the largest scale of an edge
 out of it) exceed the threshold; an edge is kept when its scale does. Pruning sets edge masks to
@@ -15,8 +15,8 @@ import copy
 import torch
 from torch import Tensor
 
-from kanpde.kan import KAN
-from kanpde.sparsity import edge_scales
+from kanpde.nn.kan import KAN
+from kanpde.interpret.sparsity import edge_scales
 from kanpde.validate import check_number
 
 

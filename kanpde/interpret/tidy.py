@@ -1,6 +1,6 @@
 """Tidying a logit formula on labelled data: refit its numbers, drop terms, round numbers.
 
-A formula read off a snapped KAN (`kanpde.formula`) holds every term the network used, with
+A formula read off a snapped KAN (`kanpde.interpret.formula`) holds every term the network used, with
 constants from one-edge-at-a-time fits. These steps, each judged on the training data by the
 binary cross-entropy of sigmoid(formula) or by accuracy (positive logit = label 1), turn it into
 the shortest formula that classifies as well:

@@ -15,8 +15,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from kanpde.prune import edge_scores
-from kanpde.symbolic import edge_samples, node_counts
+from kanpde.interpret.prune import edge_scores
+from kanpde.interpret.symbolic import edge_samples, node_counts
 
 _SPLINE, _SYMBOLIC, _PRUNED = "tab:blue", "tab:red", "0.7"
 

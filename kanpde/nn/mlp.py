@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from kanpde.derivatives import Jet, input_jet, quadratic, silu_jet
+from kanpde.nn.derivatives import Jet, input_jet, quadratic, silu_jet
 from kanpde.validate import check_choice, check_width
 
 
@@ -84,12 +84,23 @@ class MLP(nn.Module):
 
         Args:
             x: (N, d) points.
-            mode: second-derivative layout, see `kanpde.derivatives`.
+            mode: second-derivative layout, see `kanpde.nn.derivatives`.
 
         Returns:
             Jet with value (N, m), grad (N, m, d), second (N, m, P).
         """
-        h = input_jet(x, mode)
+        return self.push(input_jet(x, mode))
+
+    def push(self, h: Jet) -> Jet:
+        """Push a jet of the network's inputs through it (see `KAN.push`).
+
+        Args:
+            h: jet with value (N, width[0]), grad (N, width[0], d), second (N, width[0], P).
+
+        Returns:
+            Jet with value (N, m), grad (N, m, d), second (N, m, P).
+        """
+        mode = h.mode
         # Channel-first layout: value (N, n), gradient (d, N, n), second derivatives (P, N, n).
         v, g, s = h.value, h.grad.permute(2, 0, 1), h.second.permute(2, 0, 1)
         last = len(self.weights) - 1

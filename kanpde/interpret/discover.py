@@ -20,12 +20,12 @@ import numpy as np
 import sympy as sp
 import torch
 
-from kanpde.formula import formula, latex, prune_terms
-from kanpde.kan import KAN
-from kanpde.prune import prune, used_inputs
+from kanpde.interpret.formula import formula, latex, prune_terms
+from kanpde.nn.kan import KAN
+from kanpde.interpret.prune import prune, used_inputs
 from kanpde.record import write_json
-from kanpde.symbolic import LIBRARY, auto_symbolic
-from kanpde.tidy import (accuracy, linearize, select_terms, snap_arguments, snap_coefficients,
+from kanpde.interpret.symbolic import LIBRARY, auto_symbolic
+from kanpde.interpret.tidy import (accuracy, linearize, select_terms, snap_arguments, snap_coefficients,
                          term_coefficients)
 from kanpde.validate import ConfigError, check_number
 
@@ -175,7 +175,7 @@ def interpret(model: KAN, problem, data: dict, test: dict, settings: Settings, o
         metrics: formula_accuracy on the test data, and formula_factor / formula_max_rel_err /
         formula_extra when there is a theory to compare with.
     """
-    from kanpde.plots import plot_edges, plot_network
+    from kanpde.interpret.plots import plot_edges, plot_network
 
     inputs = tuple(problem.variables)
     x = data["x"].to(next(model.parameters()).dtype)

@@ -1,7 +1,7 @@
 """A fully symbolic KAN as one sympy formula (arXiv 2404.19756, sec. 2.5.1, step 3 of Fig. 2.4).
 
 Every active edge of the network must be symbolic (`layer.fix_symbolic`, e.g. by
-`kanpde.symbolic.auto_symbolic`): edge i -> j of layer l is a f(b h_i + c) + d. Node j sums its
+`kanpde.interpret.symbolic.auto_symbolic`): edge i -> j of layer l is a f(b h_i + c) + d. Node j sums its
 incoming edges and adds the layer's bias; pruned edges (mask 0) contribute nothing; a
 multiplication node multiplies its two subnodes (see `KAN.combine`). `formula` composes the
 layers; `round_formula` and `prune_terms` tidy the result, e.g. 3.02 alpha E + 6.01 lambda +
@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 from torch import nn
 
-from kanpde.symbolic import LIBRARY, node_counts
+from kanpde.interpret.symbolic import LIBRARY, node_counts
 from kanpde.validate import ConfigError, check_int, check_number
 
 
@@ -59,7 +59,7 @@ def formula(model: nn.Module, inputs: Sequence[str] | None = None, digits: int |
     if spline is not None:
         l, i, j = spline
         raise ConfigError(f"edge {l},{i},{j} (layer {l}, input {i} -> output {j}) is still a spline; "
-                          "fix every active edge symbolically first (kanpde.symbolic.auto_symbolic)")
+                          "fix every active edge symbolically first (kanpde.interpret.symbolic.auto_symbolic)")
     h: list[sp.Expr] = [sp.Symbol(n) for n in inputs]
     for l, layer in enumerate(model.layers):
         mask = layer.mask.detach().cpu().numpy()  # (n_in, n_out)

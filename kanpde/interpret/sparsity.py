@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kanpde.kan import KAN
+from kanpde.nn.kan import KAN
 
 
 def edge_activations(model: KAN, x: Tensor) -> list[tuple[Tensor, Tensor]]:

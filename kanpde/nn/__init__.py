@@ -1,0 +1,2 @@
+"""The networks x -> u and their derivatives: B-spline KAN and MLP layers, the jets that push
+(u, grad u, second derivatives) forward through them, the fused CPU kernel, grid operations."""

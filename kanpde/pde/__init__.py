@@ -1,0 +1,2 @@
+"""The problem library: domains and sampling, named derivative fields, conditions (boundary,
+initial, periodic, data), hard constraints, physics-informed problems and reference solvers."""

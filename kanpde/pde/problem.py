@@ -1,0 +1,253 @@
+"""Physics-informed problems: a domain, a residual written with named derivatives, conditions.
+
+A subclass states the maths and nothing else:
+
+    domain      a `kanpde.pde.domains.Domain` (its variables name the residual's derivatives)
+    outputs     names of the solution's components, ("u",) or e.g. ("u", "v", "p")
+    second      which second derivatives the residual reads: "none", "laplacian", "diag", "full"
+    order       the highest derivative order it reads (3 or 4 takes autograd on top of the jet)
+    residual    (x, u: Fields) -> (N, k) residual, or {name: (N, k)} for several equations
+    conditions  {name: Condition}
+    weights     {term: weight} (default 1 for every term; "pde" for all residual terms)
+    exact       the exact solution, or `reference` a classical solver's (kanpde.pde.references)
+    constraint  (A, B) of a hard constraint u = A + B N, when the problem imposes one
+    init_unknowns  the trainable unknowns of an inverse problem (a module of parameters)
+
+The loss is  sum_k w_k mean(residual_k^2) + sum_c w_c loss_c.  Metrics compare the solution with
+the exact or reference solution on held-out points: l2_sq (mean squared error), rel_l2, max_err,
+h1_sq where the exact gradient is known, rel_l2_<component> for systems, and for each unknown
+its recovered value and error.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from kanpde.nn.derivatives import jet
+from kanpde.pde.conditions import Condition, Evaluator
+from kanpde.pde.domains import Domain
+from kanpde.pde.fields import Fields
+from kanpde.pde.sampling import SAMPLINGS
+from kanpde.pde.solution import Solution
+from kanpde.problem import Data, Problem
+from kanpde.validate import check_choice, check_int
+
+MAX_MESH_POINTS = 200_000  # the recorded solution mesh in 3-D and up is coarser than eval_mesh^d
+
+
+class _Evaluator(Evaluator):
+    def __init__(self, problem: PDEProblem, solution: nn.Module, fast: bool):
+        self.problem, self.solution, self.fast = problem, solution, fast
+        self.variables, self.outputs = problem.variables, problem.outputs
+
+    def __call__(self, x):
+        return self.solution(x)
+
+    def fields(self, x, second="none"):
+        return Fields(jet(self.solution, x, second, self.fast), self.variables, self.outputs, x)
+
+
+class PDEProblem(Problem):
+    """See the module docstring.
+
+    Args:
+        n_interior: interior collocation points.
+        n_boundary: points for each condition that does not set its own number.
+        sampling: one of `kanpde.pde.sampling.SAMPLINGS` (random, mesh, sobol, lhs).
+        n_test: held-out test points for the metrics.
+    """
+
+    domain: Domain
+    outputs: tuple[str, ...] = ("u",)
+    second: str = "laplacian"
+    order: int = 2
+    scale_inputs: bool = True  # map the domain's bounding box onto [-1, 1]^d in front of the network
+    unknowns: nn.Module | None = None
+
+    def __init__(self, n_interior: int, n_boundary: int, sampling: str, n_test: int):
+        self.n_interior = check_int(n_interior, "problem.n_interior", minimum=1)
+        self.n_boundary = check_int(n_boundary, "problem.n_boundary", minimum=1)
+        self.sampling = check_choice(sampling, "problem.sampling", SAMPLINGS)
+        self.n_test = check_int(n_test, "problem.n_test", minimum=1)
+        self._reference = None
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return self.domain.variables
+
+    @property
+    def in_dim(self) -> int:
+        return self.domain.dim
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.outputs)
+
+    # --- what a subclass states -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def residual(self, x: Tensor, u: Fields) -> Tensor | dict[str, Tensor]:
+        """(N, k) PDE residual at interior points x (N, d), or {name: (N, k)}."""
+
+    @abc.abstractmethod
+    def conditions(self) -> dict[str, Condition]:
+        """Named boundary/initial/data conditions."""
+
+    def weights(self) -> dict[str, float]:
+        """Loss weight per term (missing terms: "pde"'s weight for residuals, else 1)."""
+        return {}
+
+    def exact(self, x: Tensor) -> Tensor | None:
+        """(N, m) the exact solution at x (N, d), or None when unknown."""
+        return None
+
+    def make_reference(self):
+        """The classical solver's solution (`kanpde.pde.references.base.Reference`), or None."""
+        return None
+
+    def constraint(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        """(A (N, m), B (N, m)) of a hard constraint u = A + B N at x (N, d), or None."""
+        return None
+
+    def init_unknowns(self, generator: torch.Generator, dtype: torch.dtype) -> nn.Module | None:
+        """The inverse problem's trainable unknowns, or None."""
+        return None
+
+    def unknown_metrics(self) -> dict[str, float]:
+        """Recovered unknowns and their errors (inverse problems)."""
+        return {}
+
+    # --- what the trainer and the run record use ----------------------------------------------
+
+    def reference(self):
+        """The reference solution, computed (or read from its cache) once per problem object."""
+        if self._reference is None:
+            self._reference = self.make_reference()
+        return self._reference
+
+    def setup(self, generator, dtype, device):
+        unknowns = self.init_unknowns(generator, dtype)
+        self.unknowns = None if unknowns is None else unknowns.to(device)
+
+    def parameters(self):
+        return [] if self.unknowns is None else list(self.unknowns.parameters())
+
+    def solution(self, model: nn.Module) -> nn.Module:
+        """The model behind the input scaling and the hard constraint, or the model itself."""
+        lower, upper = self.domain.bounding_box()
+        unit = bool((lower == -1).all() and (upper == 1).all())
+        probe = self.constraint(torch.zeros(1, self.in_dim, dtype=torch.float64))
+        if (unit or not self.scale_inputs) and probe is None:
+            return model
+        scaled = self.scale_inputs and not unit
+        return Solution(model, lower if scaled else None, upper if scaled else None,
+                        self.constraint if probe is not None else None)
+
+    def evaluator(self, model: nn.Module, fast: bool = True) -> Evaluator:
+        return _Evaluator(self, self.solution(model), fast)
+
+    def sample(self, generator: torch.Generator) -> Data:
+        data: Data = {"interior": self.domain.interior(self.n_interior, self.sampling, generator)}
+        for name, cond in self.conditions().items():
+            data[name] = cond.sample(self.domain, cond.n or self.n_boundary, self.sampling, generator)
+        return data
+
+    def resample(self, data: Data, generator: torch.Generator) -> Data:
+        x = self.domain.interior(self.n_interior, self.sampling, generator)
+        return {**data, "interior": x.to(data["interior"])}
+
+    def grid_samples(self, data: Data) -> Tensor:
+        sol = self.solution(nn.Identity())
+        return sol.inputs(data["interior"]) if isinstance(sol, Solution) else data["interior"]
+
+    def fields(self, model: nn.Module, x: Tensor, fast: bool = True) -> Fields:
+        """The derivatives the residual needs at x (N, d), on the model's fastest path when `fast`."""
+        if self.order > 2:
+            x = x.detach().requires_grad_(True)
+        return Fields(jet(self.solution(model), x, self.second, fast), self.variables, self.outputs, x)
+
+    def losses(self, model: nn.Module, data: Data, fast: bool = True) -> dict[str, Tensor]:
+        w = self.weights()
+        x = data["interior"]
+        res = self.residual(x, self.fields(model, x, fast))
+        res = res if isinstance(res, dict) else {"pde": res}
+        terms = {k: w.get(k, w.get("pde", 1.0)) * (r**2).mean() for k, r in res.items()}
+        u = self.evaluator(model, fast)
+        for name, cond in self.conditions().items():
+            terms[name] = w.get(name, 1.0) * cond.loss(u, data[name])
+        return terms
+
+    def test_data(self, generator: torch.Generator) -> Data:
+        """Held-out points x (N, d) with the exact u (N, m) and grad_u (N, m, d), or the reference
+        u at a random subset of its grid points, or x alone."""
+        x = self.domain.interior(self.n_test, "random", generator)
+        if self.exact(x[:1]) is not None:
+            u, grad = self.exact_jet(x)
+            return {"x": x, "u": u, "grad_u": grad}
+        ref = self.reference()
+        if ref is None:
+            return {"x": x}
+        pts, vals = ref.points()
+        pick = torch.randperm(len(pts), generator=generator)[: self.n_test]
+        return {"x": torch.from_numpy(pts)[pick], "u": torch.from_numpy(vals)[pick]}
+
+    def exact_jet(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact (N, m) values and (N, m, d) gradients, the gradient by autograd of `exact`."""
+        x = x.detach().requires_grad_(True)
+        u = self.exact(x)
+        if u is None:
+            raise ValueError(f"{type(self).__name__} has no exact solution")
+        grads = [torch.autograd.grad(u[:, c].sum(), x, retain_graph=True, allow_unused=True)[0]
+                 for c in range(u.shape[1])]
+        grads = [torch.zeros_like(x) if g is None else g for g in grads]
+        return u.detach(), torch.stack(grads, dim=1)
+
+    def metrics(self, model: nn.Module, test: Data) -> dict[str, float]:
+        out = dict(self.unknown_metrics())
+        if "u" not in test:
+            return out
+        x, ue = test["x"], test["u"].double()
+        p = next(model.parameters())
+        x = x.to(p.device, p.dtype)
+        if "grad_u" in test:
+            j = jet(self.solution(model), x, "none", fast=True)
+            u, g = j.value.detach().double(), j.grad.detach().double()
+        else:
+            with torch.no_grad():
+                u = self.solution(model)(x).double()
+        err2 = ((u - ue) ** 2).sum(dim=1)  # (N,)
+        out.update({"l2_sq": float(err2.mean()), "rel_l2": float((err2.sum() / (ue**2).sum()).sqrt()),
+                    "max_err": float((u - ue).abs().max())})
+        if "grad_u" in test:
+            out["h1_sq"] = float((err2 + ((g - test["grad_u"].double()) ** 2).sum(dim=(1, 2))).mean())
+        if self.out_dim > 1:
+            for c, name in enumerate(self.outputs):
+                norm = float((ue[:, c] ** 2).sum().sqrt())
+                diff = float(((u[:, c] - ue[:, c]) ** 2).sum().sqrt())
+                out[f"rel_l2_{name}"] = diff / norm if norm > 0 else math.nan
+        return out
+
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+        """(N, m) the solution at x (N, d), float64 on the CPU, no graph."""
+        p = next(model.parameters())
+        with torch.no_grad():
+            return self.solution(model)(x.to(p.device, p.dtype)).double().cpu()
+
+    def record_fields(self, model: nn.Module, n: int) -> dict[str, np.ndarray]:
+        """The solution on an n^d mesh of the bounding box (coarser in 3-D and up): x, inside,
+        u_pred, and u_exact or u_ref where known (NaN outside the domain)."""
+        n = min(n, max(2, math.floor(MAX_MESH_POINTS ** (1 / self.in_dim))))
+        x = self.domain.mesh(n)
+        inside = self.domain.contains(x)
+        fields = {"x": x.numpy(), "inside": inside.numpy(), "u_pred": self.predict(model, x).numpy()}
+        exact = self.exact(x)
+        if exact is not None:
+            fields["u_exact"] = exact.detach().numpy()
+        elif (ref := self.reference()) is not None:
+            fields["u_ref"] = ref(x.numpy())
+        return fields

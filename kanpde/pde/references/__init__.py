@@ -1,0 +1,1 @@
+"""Reference solutions computed by classical solvers, cached in HDF5 keyed by their settings."""
