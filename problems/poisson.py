@@ -17,7 +17,7 @@ from kanpde.pde.problem import PDEProblem
 from kanpde.pde.references.poisson_fd import lshape
 from kanpde.pde.references.settings import check_overrides, reference
 from kanpde.registry import register_problem
-from kanpde.validate import check_number
+from kanpde.validate import ConfigError, check_number
 
 PI = math.pi
 
@@ -122,12 +122,18 @@ class PoissonLShape(PDEProblem):
 
     Domain [-1, 1]^2 minus [0, 1]^2;  -(u_xx + u_yy) = 1;  u = 0 on the boundary.
     No closed form (u ~ r^(2/3) sin(2 theta / 3) at the re-entrant corner); reference: 5-point
-    finite differences on a fine grid (`kanpde.pde.references.poisson_fd`).
+    finite differences on a fine grid with the corner singularity's error term removed
+    (`kanpde.pde.references.poisson_fd`).
+    With `hard`, u = (1 - x^2)(1 - y^2)(r - x - y) N, r = |(x, y)|: the last factor (an
+    R-function) vanishes exactly on the two re-entrant edges and is positive elsewhere in the L.
     """
 
     def __init__(self, n_interior: int = 4000, n_boundary: int = 800, sampling: str = "sobol", n_test: int = 10_000,
-                 reference: dict | None = None):
+                 hard: bool = True, reference: dict | None = None):
         super().__init__(n_interior, n_boundary, sampling, n_test)
+        if not isinstance(hard, bool):
+            raise ConfigError(f"problem.hard must be true or false, got {hard!r}")
+        self.hard = hard
         self.ref_settings = check_overrides(reference, lshape, {})
         self.domain = Difference(Box([-1.0, -1.0], [1.0, 1.0]), Box([0.0, 0.0], [1.0, 1.0]))
 
@@ -135,7 +141,15 @@ class PoissonLShape(PDEProblem):
         return u.laplacian + 1.0
 
     def conditions(self):
-        return {"boundary": Dirichlet()}
+        return {} if self.hard else {"boundary": Dirichlet()}
+
+    def constraint(self, x):
+        if not self.hard:
+            return None
+        a, b = x[:, :1], x[:, 1:]
+        r = (a * a + b * b + 1e-300).sqrt()  # finite gradient at the corner itself
+        distance = (1 - a * a) * (1 - b * b) * (r - a - b)
+        return torch.zeros_like(distance), distance
 
     def make_reference(self):
         return reference("poisson_lshape", lshape, {}, self.ref_settings)

@@ -48,7 +48,7 @@ def exact_problem(name, **kw):
 
 
 @pytest.mark.parametrize("name, kw", [("heat", {"hard": False}), ("wave", {"hard": False}),
-                                      ("advection", {"hard": False}), ("poisson3d", {}), ("helmholtz", {}),
+                                      ("advection", {"hard": False}), ("poisson3d", {}), ("helmholtz", {"hard": False}),
                                       ("kovasznay", {}), ("heat_inverse", {"noise": 0.0})])
 def test_exact_solution_zeroes_every_term(name, kw):
     """Residual and every condition ~0 at the exact solution, each condition > 1e-6 perturbed."""

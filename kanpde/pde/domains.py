@@ -81,9 +81,22 @@ class Domain(abc.ABC):
         return 1e-9 * float((upper - lower).norm())
 
     def contains(self, x: Tensor, closed: bool = True) -> Tensor:
-        """(N,) bool: x (N, d) inside (with the boundary if `closed`)."""
+        """(N,) bool: x (N, d) inside, with the boundary if `closed`: the closure of the interior,
+        so a set operation's degenerate seams (the edges of the L-shape's removed square that lie
+        on the outer box) are outside."""
         s = self.sdf(x)
-        return s <= self.tol if closed else s < -self.tol
+        inside = s < -self.tol
+        if not closed:
+            return inside
+        on = ~inside & (s <= self.tol)
+        if bool(on.any()):  # a boundary point touches the interior: some nearby probe is inside
+            eps = 1e3 * self.tol
+            probes = _probe_directions(self.dim, x.dtype)
+            near = x[on][:, None, :] + eps * probes[None] / probes.norm(dim=1)[None, :, None]  # (M, K, d)
+            touched = (self.sdf(near.reshape(-1, self.dim)).reshape(len(near), -1) < -self.tol).any(dim=1)
+            inside = inside.clone()
+            inside[on] = touched
+        return inside
 
     def part_names(self) -> list[str]:
         """Names `where` accepts."""
@@ -164,6 +177,16 @@ class Domain(abc.ABC):
         (points outside the domain included: `contains` tells them)."""
         ticks = torch.linspace(0, 1, n_per_axis, dtype=torch.float64)
         return self._scale(mesh_points([ticks] * self.dim))
+
+
+def _probe_directions(d: int, dtype: torch.dtype) -> Tensor:
+    """(K, d) directions to look for the interior from a boundary point: the axes both ways and,
+    up to 3-D, the diagonals (a corner's interior may lie only diagonally)."""
+    eye = torch.eye(d, dtype=dtype)
+    dirs = [eye, -eye]
+    if 1 < d <= 3:
+        dirs.append(mesh_points([torch.tensor([-1.0, 1.0], dtype=dtype)] * d))
+    return torch.cat(dirs)
 
 
 def _counts(pieces: list[Piece], n: int) -> list[int]:

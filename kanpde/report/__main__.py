@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     p = _Parser(prog="python -m kanpde.report", description=__doc__)
     p.add_argument("folders", nargs="+", help="run or sweep folders (searched recursively)")
-    p.add_argument("--out", help="output folder (default: results/<problem report name>)")
+    p.add_argument("--out", help="output folder (default: results/<problem report name>, results/library for a mix)")
     args = p.parse_args(argv)
     command = "python -m kanpde.report " + " ".join(shlex.quote(a) for a in argv)
     try:

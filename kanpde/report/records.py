@@ -7,16 +7,20 @@ only in its seeds; the report gives its median and spread over them.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import h5py
 import numpy as np
 import yaml
 
-from kanpde.record import METRICS, read_history, read_metrics
+from kanpde.record import H5, METRICS, read_history, read_metrics
 from kanpde.train import Stage, parse_optim
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Run:
 def find_runs(folders: list[Path]) -> list[Run]:
     """Every finished run (a folder with metrics.json) under `folders`, sorted by path.
 
+    A record that cannot be read (corrupt metrics.json or config.yaml, or a finished run
+    without a readable run.h5) is skipped with a warning naming it.
+
     Raises:
         FileNotFoundError: a folder does not exist.
     """
@@ -65,11 +72,29 @@ def find_runs(folders: list[Path]) -> list[Run]:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} is not a folder")
         for metrics in sorted(folder.rglob(METRICS)):
-            run_dir = metrics.parent
-            config_file = run_dir / "config.yaml"
-            config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-            runs.append(Run(run_dir, config or {}, read_metrics(run_dir)))
+            run = load_run(metrics.parent)
+            if run is not None:
+                runs.append(run)
     return sorted(runs, key=lambda r: str(r.path))
+
+
+def load_run(run_dir: Path) -> Run | None:
+    """The run record in `run_dir`, or None (after a warning) when it is unreadable."""
+    try:
+        metrics = read_metrics(run_dir)
+        config_file = run_dir / "config.yaml"
+        config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        log.warning("skipping run record %s: %s: %s", run_dir, type(exc).__name__, exc)
+        return None
+    if not isinstance(metrics, dict) or not isinstance(config or {}, dict):
+        log.warning("skipping run record %s: metrics.json or config.yaml is not a mapping", run_dir)
+        return None
+    # failed runs legitimately end without run.h5; a finished one needs it for its history
+    if metrics.get("status") == "ok" and not h5py.is_hdf5(run_dir / H5):
+        log.warning("skipping run record %s: status ok but %s is missing or unreadable", run_dir, H5)
+        return None
+    return Run(run_dir, config or {}, metrics)
 
 
 def width_text(width) -> str:

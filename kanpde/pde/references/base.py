@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.interpolate import RegularGridInterpolator
+from scipy.interpolate import NdBSpline, RegularGridInterpolator, make_interp_spline
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,9 +76,17 @@ class Reference:
                 self._interp.append(RegularGridInterpolator(self.axes, filled, method="linear", **kw))
                 self._interp.append(RegularGridInterpolator(self.axes, holes.astype(float), method="linear", **kw))
                 self._interp.append((grid_values.reshape(-1, len(self.outputs)), holes.ravel()))
+            elif min(a.size for a in self.axes) >= 4:
+                # exact tensor-product not-a-knot cubic spline, built axis by axis (scipy's
+                # RegularGridInterpolator "cubic" solves its system iteratively, to ~1e-6 only)
+                coef, knots = grid_values, []
+                for k, a in enumerate(self.axes):
+                    spline = make_interp_spline(a, coef, k=3, axis=k)
+                    coef = np.moveaxis(spline.c, 0, k)
+                    knots.append(spline.t)
+                self._interp.append(NdBSpline(tuple(knots), coef, 3, extrapolate=False))
             else:
-                method = "cubic" if min(a.size for a in self.axes) >= 4 else "linear"
-                self._interp.append(RegularGridInterpolator(self.axes, grid_values, method=method, **kw))
+                self._interp.append(RegularGridInterpolator(self.axes, grid_values, method="linear", **kw))
         return self._interp
 
     def _local_cubic(self, x: np.ndarray, flat_values: np.ndarray, flat_holes: np.ndarray) -> np.ndarray:
@@ -123,9 +131,10 @@ class Reference:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Interpolate the reference at arbitrary points.
 
-        Cubic tensor-product spline interpolation where every axis has at least 4 points and the grid
-        has no NaN; on a grid with NaN (a non-box domain), local 4-point-per-axis Lagrange interpolation
-        from a NaN-free stencil, or piecewise linear where there is none (next to re-entrant corners).
+        Cubic tensor-product (not-a-knot) spline interpolation, exact at the nodes, where every axis
+        has at least 4 points and the grid has no NaN; on a grid with NaN (a non-box domain), local
+        4-point-per-axis Lagrange interpolation from a NaN-free stencil, or piecewise linear where
+        there is none (next to re-entrant corners).
         NaN outside the grid's box or the domain (wherever a corner of the point's cell is NaN).
 
         Args:
