@@ -70,7 +70,7 @@ def params_call(module: torch.nn.Module):
 def test_kan_layer_gradcheck(path):
     """KANLayer passes gradcheck and gradgradcheck w.r.t. inputs and all parameters, on each
     evaluation path (C++ kernel, uniform per-edge cell polynomials, uniform dense features,
-    general knots); the kernel's backward is first order only, so no gradgradcheck there."""
+    general knots); the kernel's backward is itself differentiable, so gradgradcheck there too."""
     layer = KANLayer(2, 3, grid_size=3, order=3, generator=gen(0), dtype=F64)
     if path == "cox_de_boor":
         layer.uniform = False
@@ -79,8 +79,7 @@ def test_kan_layer_gradcheck(path):
     _, values, f = params_call(layer)
     x = points(4, 2, seed=1).requires_grad_(True)
     assert gradcheck(f, (x, *values), eps=1e-6, atol=1e-7)
-    if path != "kernel":
-        assert gradgradcheck(f, (x, *values), eps=1e-6, atol=1e-6)
+    assert gradgradcheck(f, (x, *values), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -91,8 +90,7 @@ def test_kan_gradcheck(path):
     _, values, f = params_call(model)
     x = points(3, 2, seed=3).requires_grad_(True)
     assert gradcheck(f, (x, *values), eps=1e-6, atol=1e-7)
-    if path != "kernel":
-        assert gradgradcheck(f, (x, *values), eps=1e-6, atol=1e-6)
+    assert gradgradcheck(f, (x, *values), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("path", PATHS)
