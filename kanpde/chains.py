@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -30,7 +28,10 @@ import numpy as np
 from scipy.linalg import eigh_tridiagonal
 from tqdm import tqdm
 
+from kanpde.cache import load_or_make
+
 CODE_VERSION = 1  # bump when generated data would change; part of the cache key
+FORMAT = "kanpde.chains/1"  # a cache file's `format` attribute
 GOLDEN = (1 + np.sqrt(5)) / 2
 MODELS = ("mosaic", "gaam", "maam")
 # Default sampling ranges (uniform). Measured extended fraction at N = 500: GAAM 0.44, MAAM 0.40,
@@ -208,43 +209,84 @@ def generate(model: str, n_hamiltonians: int, n_sites: int = 500, seed: int = 0,
     out["D"] = -np.log(out["IPR"]) / np.log(n_sites)
     out["label"] = (out["D"] > 0.5).astype(np.int8)
     out["theory_label"] = (~theory_localized(model, out, out["E"])).astype(np.int8)
-    out["hamiltonian_id"] = np.repeat(np.arange(n_hamiltonians), n_sites)
+    out["hamiltonian_id"] = np.repeat(np.arange(n_hamiltonians, dtype=np.int64), n_sites)
     return out
+
+
+def fields(model: str) -> dict[str, np.dtype]:
+    """The arrays `generate` returns for `model`, in its order, with their dtypes."""
+    _check_model(model)
+    out = {name: np.dtype(np.float64) for name in DEFAULT_RANGES[model]}
+    if model == "mosaic":
+        out["kappa"] = np.dtype(np.int64)
+    out.update({name: np.dtype(np.float64) for name in ("E", "IPR", "D")})
+    out.update(label=np.dtype(np.int8), theory_label=np.dtype(np.int8), hamiltonian_id=np.dtype(np.int64))
+    return out
+
+
+def _spec(model, n_hamiltonians, n_sites, seed, ranges, kappa) -> str:
+    """Canonical JSON of every generation parameter and CODE_VERSION."""
+    spec = {"model": model, "n_hamiltonians": int(n_hamiltonians), "n_sites": int(n_sites),
+            "seed": int(seed), "ranges": _resolve_ranges(model, ranges),
+            "kappa": None if kappa is None else int(kappa), "version": CODE_VERSION}
+    return json.dumps(spec, sort_keys=True)
 
 
 def cache_key(model: str, n_hamiltonians: int, n_sites: int, seed: int,
               ranges: dict | None, kappa: int | None) -> str:
     """16 hex digits of SHA-256 over every generation parameter and CODE_VERSION."""
-    spec = {"model": model, "n_hamiltonians": int(n_hamiltonians), "n_sites": int(n_sites),
-            "seed": int(seed), "ranges": _resolve_ranges(model, ranges),
-            "kappa": None if kappa is None else int(kappa), "version": CODE_VERSION}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(_spec(model, n_hamiltonians, n_sites, seed, ranges, kappa).encode()).hexdigest()[:16]
+
+
+def _read(path: Path, model: str, n_states: int, settings: str) -> dict[str, np.ndarray]:
+    """The arrays of a cache file, checked to be the complete data made with `settings`.
+
+    Raises:
+        ValueError: another format, other settings, missing or extra datasets, or a dataset of
+            another shape (n_states,) or dtype than `fields(model)`.
+        OSError: the file cannot be read as HDF5 (e.g. truncated).
+    """
+    expected = fields(model)
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"format {f.attrs.get('format')!r}, expected {FORMAT!r}")
+        if f.attrs.get("settings") != settings:
+            raise ValueError(f"stored settings {f.attrs.get('settings')!r} differ from the requested {settings}")
+        if set(f) != set(expected):
+            raise ValueError(f"datasets {sorted(f)}, expected {sorted(expected)}")
+        out = {}
+        for name, dtype in expected.items():
+            data = f[name]
+            if data.shape != (n_states,) or data.dtype != dtype:
+                raise ValueError(f"dataset {name} is {data.dtype} {data.shape}, expected {dtype} ({n_states},)")
+            out[name] = data[()]
+    return out
 
 
 def load_or_generate(cache_dir: str | Path, model: str, n_hamiltonians: int, n_sites: int = 500,
                      seed: int = 0, ranges: dict | None = None, kappa: int | None = None,
                      progress: bool = True) -> dict[str, np.ndarray]:
-    """`generate`, cached in `<cache_dir>/<model>-<hash>.h5` (written atomically, read back
-    without recomputation on later calls with the same arguments)."""
+    """`generate`, cached in `<cache_dir>/<model>-<hash>.h5`.
+
+    The file is written atomically and read back only if it holds exactly the arrays `generate`
+    makes (names, shapes, dtypes) with the same settings (its `settings` attribute); otherwise it
+    is regenerated, with a warning. A process asking for a file another is generating waits for it
+    (`kanpde.cache.load_or_make`).
+    """
     _check_generate(model, n_hamiltonians, n_sites, kappa)
-    cache_dir = Path(cache_dir)
-    path = cache_dir / f"{model}-{cache_key(model, n_hamiltonians, n_sites, seed, ranges, kappa)}.h5"
-    if path.exists():
-        with h5py.File(path, "r") as f:
-            return {k: f[k][()] for k in f}
-    data = generate(model, n_hamiltonians, n_sites, seed, ranges, kappa, progress)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    settings = _spec(model, n_hamiltonians, n_sites, seed, ranges, kappa)
+    path = Path(cache_dir) / f"{model}-{cache_key(model, n_hamiltonians, n_sites, seed, ranges, kappa)}.h5"
+    n_states = int(n_hamiltonians) * int(n_sites)
+
+    def make(tmp: Path) -> dict[str, np.ndarray]:
+        data = generate(model, n_hamiltonians, n_sites, seed, ranges, kappa, progress)
         with h5py.File(tmp, "w") as f:
-            for k, v in data.items():
-                f.create_dataset(k, data=v)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return data
+            f.attrs["format"], f.attrs["settings"] = FORMAT, settings
+            for name, values in data.items():
+                f.create_dataset(name, data=values)
+        return _read(tmp, model, n_states, settings)  # what later calls will read
+
+    return load_or_make(path, lambda p: _read(p, model, n_states, settings), make, what="chain cache file")[0]
 
 
 def split_by_hamiltonian(data: dict[str, np.ndarray], test_fraction: float,

@@ -79,10 +79,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
         if key not in state and key.rsplit(".", 1)[-1] in _DEFAULTED:
             state[key] = value
     model.load_state_dict(state)
-    if hasattr(model, "layers"):
-        from kanpde.nn.grid import is_uniform
+    from kanpde.nn.grid import is_uniform
+    from kanpde.nn.kan import KANLayer
 
-        for layer in model.layers:
+    for layer in model.modules():  # KAN layers anywhere, also in a network behind input features
+        if isinstance(layer, KANLayer):
             layer.uniform = is_uniform(layer.knots)
     return model.to(device)
 

@@ -51,11 +51,13 @@ def _load_builtin() -> None:
     modules that installed packages declare in the `kanpde.problems` entry-point group."""
     global _plugins_loaded
     import kanpde.problems as pkg
+    from kanpde.nn.chebyshev import ChebyKAN
     from kanpde.nn.kan import KAN
     from kanpde.nn.mlp import MLP
 
     MODELS.setdefault("kan", KAN)
     MODELS.setdefault("mlp", MLP)
+    MODELS.setdefault("chebykan", ChebyKAN)
     for info in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{info.name}")
     if not _plugins_loaded:
@@ -85,6 +87,8 @@ def load_user_module(file: str | None = None, module: str | None = None) -> None
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"problem.module {module!r} cannot be imported: {exc}") from exc
+        except Exception as exc:  # the user's own code failed: one line here, the chain for a debugger
+            raise ConfigError(f"problem.module {module!r} failed on import: {_one_line(exc)}") from exc
     if file is None:
         return
     if not isinstance(file, str) or not file.endswith(".py"):
@@ -101,9 +105,14 @@ def load_user_module(file: str | None = None, module: str | None = None) -> None
     sys.modules[name] = mod
     try:
         spec.loader.exec_module(mod)
-    except Exception:
+    except Exception as exc:
         del sys.modules[name]
-        raise
+        raise ConfigError(f"problem.file {file!r} failed on import: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: Exception) -> str:
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def options(cls: type) -> list[str]:
@@ -132,13 +141,32 @@ def build_problem(cfg: dict):
     return _build(PROBLEMS, "problem", cfg)
 
 
-def build_model(cfg: dict, generator: torch.Generator | None = None, dtype: torch.dtype | None = None) -> nn.Module:
-    """The model named cfg["name"] ("kan", "mlp"), built from the other keys."""
-    return _build(MODELS, "model", cfg, generator=generator, dtype=dtype)
+def build_model(cfg: dict, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
+                variables: list[str] | None = None) -> nn.Module:
+    """The model named cfg["name"] ("kan", "mlp", "chebykan"), built from the other keys.
+
+    The option `periodic: {period: {input: L}, harmonics: M}` puts the network behind Fourier
+    features of those inputs (`kanpde.nn.features.PeriodicFeatures`); an input is an index, or
+    one of `variables` (the problem's variable names) when they are given.
+    """
+    cfg = dict(cfg)
+    spec = cfg.pop("periodic", None)
+    if spec is None:
+        return _build(MODELS, "model", cfg, generator=generator, dtype=dtype)
+    from kanpde.nn.features import PeriodicFeatures, periodic_option
+
+    period, harmonics, inner = periodic_option(spec, cfg.get("width"), variables)
+    net = _build(MODELS, "model", {**cfg, "width": inner}, generator=generator, dtype=dtype)
+    return PeriodicFeatures(net, period, harmonics)
 
 
 def model_name(model: nn.Module) -> str:
+    """The registry name of `model` (of its network, for one behind `PeriodicFeatures`)."""
     _load_builtin()
+    from kanpde.nn.features import PeriodicFeatures
+
+    if isinstance(model, PeriodicFeatures):
+        model = model.model
     for name, cls in MODELS.items():
         if type(model) is cls:
             return name

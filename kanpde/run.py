@@ -20,30 +20,43 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from kanpde.nn import kernel
 from kanpde.interpret.discover import Settings
 from kanpde.interpret.discover import interpret as interpret_run
 from kanpde.problem import move
-from kanpde.record import METRICS, H5, write_h5, write_json
+from kanpde.record import METRICS, H5, load_model, read_metrics, write_h5, write_json
 from kanpde.registry import build_model, build_problem, count_params, model_name, paper_params
-from kanpde.train import parse_optim, train
+from kanpde.checkpoint import Checkpoints
+from kanpde.stages import parse_optim
+from kanpde.train import train
 from kanpde.validate import ConfigError, check_choice, check_int
 
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("problem", "model", "optim", "interpret", "seed", "data_seed", "dtype", "device", "fast",
-            "compile", "kernel", "restarts", "log_every", "progress", "eval_mesh", "threads")
+            "compile", "kernel", "restarts", "log_every", "progress", "eval_mesh", "threads", "resume",
+            "checkpoint_every", "inject_nan")
+# settings a resumed run may change: they do not change its numbers
+RESUME_FREE = ("resume", "progress", "checkpoint_every")
+FINISHED = ("ok", "diverged")  # a resumed run with this status is not run again
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MAX_THREADS = 4096  # more is a typo (torch itself overflows at 2^31 and would start them all)
+SEED_MAX = 2**63 - 1  # seeds + offsets (restarts, the test set's) stay within torch's 64-bit seeds
 
 
 def resolve_device(name: str) -> torch.device:
     """"auto" -> cuda when available, else cpu; "cpu", "cuda", "cuda:N" as given."""
+    if not isinstance(name, str):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if name.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} asked for, but no CUDA device is available; use auto or cpu")
+        if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: there are only cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
         return torch.device(name)
     raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
 
@@ -63,8 +76,14 @@ def _check_bool(value, name: str) -> bool:
 
 
 def _as_dict(cfg) -> dict:
+    """The config as plain containers, its interpolations resolved (a dangling one, e.g.
+    `seed=${nosuch}`, is a ConfigError naming its key)."""
     if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)
+        try:
+            return OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{exc.full_key or 'config'}: {reason}") from None
     return dict(cfg)
 
 
@@ -104,8 +123,8 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
     for key in cfg:
         if key not in TOP_KEYS:
             raise ConfigError(f"unknown setting {key!r}; allowed: {', '.join(TOP_KEYS)}")
-    seed = check_int(cfg.get("seed", 0), "seed", minimum=0)
-    data_seed = check_int(cfg.get("data_seed", seed), "data_seed", minimum=0)
+    seed = check_int(cfg.get("seed", 0), "seed", minimum=0, maximum=SEED_MAX)
+    data_seed = check_int(cfg.get("data_seed", seed), "data_seed", minimum=0, maximum=SEED_MAX)
     dtype = DTYPES[check_choice(cfg.get("dtype", "float64"), "dtype", tuple(DTYPES))]
     device = resolve_device(cfg.get("device", "auto"))
     fast = _check_bool(cfg.get("fast", True), "fast")
@@ -114,10 +133,11 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
     use_kernel = _check_bool(cfg.get("kernel", True), "kernel")
     log_every = check_int(cfg.get("log_every", 1), "log_every", minimum=1)
     eval_mesh = check_int(cfg.get("eval_mesh", 101), "eval_mesh", minimum=2)
-    threads = check_int(cfg.get("threads", 0), "threads", minimum=0)
+    threads = check_int(cfg.get("threads", 0), "threads", minimum=0, maximum=MAX_THREADS)
     restarts = check_int(cfg.get("restarts", 1), "restarts", minimum=1)
-    if threads:
-        torch.set_num_threads(threads)
+    resume = _check_bool(cfg.get("resume", False), "resume")
+    checkpoint_every = check_int(cfg.get("checkpoint_every", 25), "checkpoint_every", minimum=0)
+    inject_nan = _check_inject(cfg.get("inject_nan"))
     optim = _group(cfg, "optim")
     interpret = Settings.from_config(cfg.get("interpret"))
     stages = parse_optim(optim)
@@ -131,9 +151,17 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
             f"model.width {model.config.width} must start with {problem.in_dim} and end with "
             f"{problem.out_dim} for problem {getattr(problem, 'name', type(problem).__name__)!r}"
         )
+    interpret.check_target(model, problem)
     model = model.to(device)
 
+    if threads:  # after every check: a config that fails leaves the process as it was
+        torch.set_num_threads(threads)
     out = Path(out_dir)
+    if resume:
+        done = _check_resumable(out, cfg)
+        if done is not None:
+            log.info("resume: %s already finished (status %s); not run again", out, done["status"])
+            return done, load_model(out, device), problem
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     summary = {
@@ -144,7 +172,11 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
         **({"variables": list(problem.variables), "outputs": list(problem.outputs)}
            if hasattr(problem, "outputs") else {}),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "cpu": _cpu_model(),
     }
+    if summary["kernel"]:  # which build of the kernel ran: what -march=native resolved to
+        info = kernel.build_info()
+        summary["kernel_build"] = {k: info.get(k) for k in ("march", "compiler_version", "path")}
     t0 = time.perf_counter()
     tried = []
     try:
@@ -160,9 +192,14 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
                 model = build_model(_group(cfg, "model"), generator=torch.Generator().manual_seed(seed + r),
                                     dtype=dtype).to(device)
             problem.setup(torch.Generator().manual_seed(seed + r), dtype, device)
+            saves = Checkpoints.in_run(out, r, checkpoint_every)
+            state = saves.load() if resume else None
+            if state is not None:
+                log.info("resume: restart %d from step %d (%s)", r, state["result"]["steps"], saves.path)
             with kernel.switched(use_kernel and kernel.enabled):
                 candidate = train(model, problem, data, test, stages, fast=fast, log_every=log_every,
-                                  progress=progress, compile=compile_, generator=data_gen)
+                                  progress=progress, compile=compile_, generator=data_gen,
+                                  checkpoints=saves, resume=state, inject_nan=inject_nan)
             final = candidate.history[-1]["loss"]
             tried.append({"seed": seed + r, "status": candidate.status, "loss": final, "wall_s": round(candidate.wall_s, 3)})
             if restarts > 1:
@@ -171,6 +208,9 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
             if result is None or _better(candidate, result):
                 result, summary["seed"] = candidate, seed + r
                 kept_unknowns = copy.deepcopy(getattr(problem, "unknowns", None))
+            if candidate.status == "interrupted":  # stop here; resume=true goes on from the checkpoint
+                result = candidate
+                break
     except Exception as exc:  # a failed run still says so in its own folder
         write_json(out / METRICS, {**summary, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                                     "traceback": traceback.format_exc()})
@@ -189,10 +229,13 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
         **({"restarts": tried} if restarts > 1 else {}),
         "total_s": round(time.perf_counter() - t0, 3),
         "grid_changes": result.grid_changes,
+        **({"recoveries": result.recoveries} if result.recoveries else {}),
         **({"grid": model.layers[0].grid_size} if hasattr(model, "layers") else {}),
         **problem.metrics(model, test),
         "loss": result.history[-1]["loss"],
     }
+    if result.status == "interrupted":
+        metrics["resume"] = f"python -m kanpde resume={out}  (or: <the same overrides> hydra.run.dir={out} resume=true)"
     if interpret.name != "none" and result.status == "ok":
         try:  # a failed interpretation must not lose the trained run
             metrics.update(interpret_run(model, problem, data, test, interpret, out))
@@ -203,6 +246,49 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
     write_h5(out / H5, result.history, fields, model, extra={"metrics": metrics}, unknowns=getattr(problem, "unknowns", None))
     write_json(out / METRICS, metrics)
     return metrics, model, problem
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (lscpu's "Model name"), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _check_inject(value) -> dict | None:
+    """The test hook `inject_nan`: null, or {step: k >= 1, times: n >= 1 (default 1)}."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"step", "times"} or "step" not in value:
+        raise ConfigError(f"inject_nan must be null or {{step: k, times: n}}, got {value!r}")
+    return {"step": check_int(value["step"], "inject_nan.step", minimum=1),
+            "times": check_int(value.get("times", 1), "inject_nan.times", minimum=1)}
+
+
+def _check_resumable(out: Path, cfg: dict) -> dict | None:
+    """For resume=true in `out`: its finished metrics (the run is not repeated), or None to go on
+    from its checkpoints (or start, if there are none). ConfigError when the folder holds a run of
+    another configuration."""
+    saved = out / "config.yaml"
+    if not saved.exists():
+        return None
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+    for key in sorted(set(old) | set(cfg)):
+        if key not in RESUME_FREE and old.get(key) != cfg.get(key):
+            raise ConfigError(f"resume: {out} holds a run with {key}={old.get(key)!r}, not {cfg.get(key)!r}; "
+                              "resume with the same settings or use another run folder")
+    if (out / METRICS).exists():
+        try:
+            metrics = read_metrics(out)
+        except (OSError, ValueError):
+            return None  # unreadable: run again from the checkpoints
+        if metrics.get("status") in FINISHED and (out / H5).exists():
+            return metrics
+    return None
 
 
 def _better(a, b) -> bool:

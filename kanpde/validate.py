@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from numbers import Integral, Real
 
@@ -21,10 +22,14 @@ def check_int(value, name: str, minimum: int | None = None, maximum: int | None 
     return int(value)
 
 
-def check_number(value, name: str, minimum: float | None = None, positive: bool = False) -> float:
-    """`value` as a float (>= minimum, > 0 if positive), else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+def check_number(value, name: str, minimum: float | None = None, positive: bool = False,
+                 finite: bool = False) -> float:
+    """`value` as a float (>= minimum, > 0 if positive, not +-inf if finite; never nan), else
+    ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value):
         raise ConfigError(f"{name} must be a number, got {value!r}")
+    if finite and math.isinf(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if positive and not value > 0:
         raise ConfigError(f"{name} must be a number > 0, got {value!r}")
     if minimum is not None and value < minimum:
@@ -39,13 +44,18 @@ def check_choice(value, name: str, allowed: Sequence[str]) -> str:
     return value
 
 
+MAX_WIDTH = 2**20  # nodes in one layer; more is a typo (past 2^63 torch cannot even size the tensors)
+
+
 def check_width(value, name: str) -> list[int]:
-    """A layer-width list: at least two positive integers."""
+    """A layer-width list: at least two integers in [1, MAX_WIDTH]."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) < 2:
         raise ConfigError(f"{name} must be a list of at least 2 positive integers, got {_show(value)}")
     for w in value:
         if isinstance(w, bool) or not isinstance(w, Integral) or w < 1:
             raise ConfigError(f"{name} must be a list of at least 2 positive integers, got {_show(value)}")
+        if w > MAX_WIDTH:
+            raise ConfigError(f"{name} entries must be at most {MAX_WIDTH}, got {_show(value)}")
     return [int(w) for w in value]
 
 

@@ -32,7 +32,7 @@ class Heat(Evolution1D):
     def __init__(self, kappa: float = 0.1, n_interior: int = 2000, n_boundary: int = 200, n_initial: int = 200,
                  sampling: str = "sobol", n_test: int = 10_000, hard: bool = False):
         super().__init__(n_interior, n_boundary, n_initial, sampling, n_test, hard)
-        self.kappa = check_number(kappa, "problem.kappa", positive=True)
+        self.kappa = check_number(kappa, "problem.kappa", positive=True, finite=True)
 
     def residual(self, x, u):
         return u.d("t") - self.kappa * u.d("x", "x")
@@ -61,7 +61,7 @@ class Advection(Evolution1D):
     def __init__(self, beta: float = 30.0, n_interior: int = 4000, n_boundary: int = 200, n_initial: int = 400,
                  sampling: str = "sobol", n_test: int = 10_000, hard: bool = True):
         super().__init__(n_interior, n_boundary, n_initial, sampling, n_test, hard)
-        self.beta = check_number(beta, "problem.beta")
+        self.beta = check_number(beta, "problem.beta", finite=True)
 
     def residual(self, x, u):
         return u.d("t") + self.beta * u.d("x")
@@ -95,7 +95,7 @@ class Wave(Evolution1D):
     def __init__(self, c: float = 2.0, n_interior: int = 4000, n_boundary: int = 200, n_initial: int = 200,
                  sampling: str = "sobol", n_test: int = 10_000, hard: bool = True):
         super().__init__(n_interior, n_boundary, n_initial, sampling, n_test, hard)
-        self.c = check_number(c, "problem.c", positive=True)
+        self.c = check_number(c, "problem.c", positive=True, finite=True)
 
     def residual(self, x, u):
         return u.d("t", "t") - self.c**2 * u.d("x", "x")

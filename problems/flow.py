@@ -30,7 +30,7 @@ class _SteadyNS(PDEProblem):
 
     def __init__(self, re: float, n_interior: int, n_boundary: int, sampling: str, n_test: int):
         super().__init__(n_interior, n_boundary, sampling, n_test)
-        self.re = check_number(re, "problem.re", positive=True)
+        self.re = check_number(re, "problem.re", positive=True, finite=True)
 
     def residual(self, x, f):
         u, v, p = f["u"], f["v"], f["p"]

@@ -27,7 +27,7 @@ class Helmholtz(PDEProblem):
     def __init__(self, k: float = 1.0, a1: int = 1, a2: int = 4, n_interior: int = 4000, n_boundary: int = 800,
                  sampling: str = "sobol", n_test: int = 10_000, hard: bool = True):
         super().__init__(n_interior, n_boundary, sampling, n_test)
-        self.k = check_number(k, "problem.k")
+        self.k = check_number(k, "problem.k", finite=True)
         self.a1 = check_int(a1, "problem.a1", minimum=1)
         self.a2 = check_int(a2, "problem.a2", minimum=1)
         if not isinstance(hard, bool):

@@ -52,10 +52,10 @@ class HeatInverse(Evolution1D):
                  n_interior: int = 2000, n_boundary: int = 200, n_initial: int = 200, sampling: str = "sobol",
                  n_test: int = 10_000, hard: bool = False):
         super().__init__(n_interior, n_boundary, n_initial, sampling, n_test, hard)
-        self.kappa = check_number(kappa, "problem.kappa", positive=True)
-        self.kappa0 = check_number(kappa0, "problem.kappa0", positive=True)
+        self.kappa = check_number(kappa, "problem.kappa", positive=True, finite=True)
+        self.kappa0 = check_number(kappa0, "problem.kappa0", positive=True, finite=True)
         self.n_obs = check_int(n_obs, "problem.n_obs", minimum=1)
-        self.noise = check_number(noise, "problem.noise", minimum=0.0)
+        self.noise = check_number(noise, "problem.noise", minimum=0.0, finite=True)
 
     def init_unknowns(self, generator, dtype):
         return _Scalar(self.kappa0, dtype)
@@ -113,7 +113,7 @@ class DiffusionInverse(PDEProblem):
                  sampling: str = "sobol", n_test: int = 1000):
         super().__init__(n_interior, n_boundary, sampling, n_test)
         self.n_obs = check_int(n_obs, "problem.n_obs", minimum=1)
-        self.noise = check_number(noise, "problem.noise", minimum=0.0)
+        self.noise = check_number(noise, "problem.noise", minimum=0.0, finite=True)
         self.domain = Interval(0.0, 1.0)
 
     @staticmethod

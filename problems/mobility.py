@@ -35,7 +35,7 @@ class _MobilityEdge(Problem):
                  kappa: int | None = None):
         self.n_hamiltonians = check_int(n_hamiltonians, "problem.n_hamiltonians", minimum=2)
         self.n_sites = check_int(n_sites, "problem.n_sites", minimum=2)
-        self.test_fraction = check_number(test_fraction, "problem.test_fraction", positive=True)
+        self.test_fraction = check_number(test_fraction, "problem.test_fraction", positive=True, finite=True)
         if self.test_fraction >= 1:
             raise ConfigError(f"problem.test_fraction must be in (0, 1), got {test_fraction!r}")
         if not isinstance(cache_dir, str) or not cache_dir:

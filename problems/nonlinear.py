@@ -39,7 +39,7 @@ class Burgers(Evolution1D):
     def __init__(self, nu: float = 0.01 / PI, n_interior: int = 4000, n_boundary: int = 200, n_initial: int = 200,
                  sampling: str = "sobol", n_test: int = 10_000, hard: bool = True, reference: dict | None = None):
         super().__init__(n_interior, n_boundary, n_initial, sampling, n_test, hard)
-        self.nu = check_number(nu, "problem.nu", positive=True)
+        self.nu = check_number(nu, "problem.nu", positive=True, finite=True)
         self.ref_settings = check_overrides(reference, burgers, {"nu": self.nu})
 
     def residual(self, x, u):
@@ -69,8 +69,8 @@ class AllenCahn(Evolution1D):
                  n_initial: int = 400, sampling: str = "sobol", n_test: int = 10_000, hard: bool = True,
                  reference: dict | None = None):
         super().__init__(n_interior, n_boundary, n_initial, sampling, n_test, hard)
-        self.eps = check_number(eps, "problem.eps", positive=True)
-        self.a = check_number(a, "problem.a")
+        self.eps = check_number(eps, "problem.eps", positive=True, finite=True)
+        self.a = check_number(a, "problem.a", finite=True)
         self.ref_settings = check_overrides(reference, allen_cahn, {"eps": self.eps, "a": self.a})
 
     def residual(self, x, u):
@@ -105,7 +105,7 @@ class KdV(Evolution1D):
     def __init__(self, delta: float = 0.022, n_interior: int = 4000, n_boundary: int = 200, n_initial: int = 400,
                  sampling: str = "sobol", n_test: int = 10_000, hard: bool = True, reference: dict | None = None):
         super().__init__(n_interior, n_boundary, n_initial, sampling, n_test, hard)
-        self.delta = check_number(delta, "problem.delta", positive=True)
+        self.delta = check_number(delta, "problem.delta", positive=True, finite=True)
         self.ref_settings = check_overrides(reference, kdv, {"delta": self.delta})
 
     def residual(self, x, u):

@@ -29,7 +29,7 @@ class _Poisson2D(PDEProblem):
 
     def __init__(self, alpha: float, n_interior: int, n_boundary: int, sampling: str, n_test: int):
         super().__init__(n_interior, n_boundary, sampling, n_test)
-        self.alpha = check_number(alpha, "problem.alpha", positive=True)
+        self.alpha = check_number(alpha, "problem.alpha", positive=True, finite=True)
         self.domain = Box([-1.0, -1.0], [1.0, 1.0])
 
     @abc.abstractmethod

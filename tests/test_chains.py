@@ -86,10 +86,23 @@ def test_generate_shapes_and_determinism():
     assert np.all(m["kappa"] == 4) and np.all((m["lam"] >= 1.0) & (m["lam"] <= 1.5))
 
 
+def _cache_files(folder):
+    """The files of a cache folder but its lock files (`kanpde.cache` leaves those in place)."""
+    return [p for p in folder.iterdir() if p.suffix != ".lock"]
+
+
+def test_generate_returns_the_cached_fields():
+    """`fields` (what a cache file is checked against) lists generate's arrays, order and dtypes."""
+    for model, kappa in (("mosaic", 3), ("gaam", None), ("maam", None)):
+        data = chains.generate(model, 2, 6, kappa=kappa, progress=False)
+        assert list(data) == list(chains.fields(model))
+        assert {k: v.dtype for k, v in data.items()} == chains.fields(model)
+
+
 def test_cache_round_trip(tmp_path, monkeypatch):
     kw = dict(model="maam", n_hamiltonians=3, n_sites=16, seed=1, progress=False)
     first = chains.load_or_generate(tmp_path, **kw)
-    files = list(tmp_path.iterdir())
+    files = _cache_files(tmp_path)
     assert len(files) == 1 and files[0].name.startswith("maam-") and files[0].suffix == ".h5"
 
     def boom(*args, **kwargs):
@@ -103,7 +116,7 @@ def test_cache_round_trip(tmp_path, monkeypatch):
         assert first[key].dtype == second[key].dtype
     with pytest.raises(AssertionError, match="recomputed"):  # other parameters: other file
         chains.load_or_generate(tmp_path, **{**kw, "seed": 2})
-    assert len(list(tmp_path.iterdir())) == 1  # no temp file left behind
+    assert len(_cache_files(tmp_path)) == 1  # no temp file left behind
 
 
 def test_cache_key_depends_on_every_parameter():

@@ -10,8 +10,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from kanpde.run import resolve_width
-from kanpde.registry import build_model, build_problem, options, problem_names
-from kanpde.train import parse_stages
+from kanpde.registry import build_model, build_problem, model_name, options, problem_names
+from kanpde.stages import parse_stages
 
 # At least these options; more may be added (e.g. example problems, optimiser recipes).
 EXPECTED = {"problem": {"poisson", "poisson_sinsin"}, "model": {"kan", "mlp"}, "optim": {"grid_lbfgs"}}
@@ -46,7 +46,7 @@ def test_every_installed_option_builds():
             cfg = compose(config_name="config", overrides=[f"model={name}"])
         model_cfg = OmegaConf.to_container(cfg.model)
         model_cfg["width"] = resolve_width(model_cfg["width"], 2, 1)  # "in"/"out": a problem's sizes
-        assert type(build_model(model_cfg)).__name__ == model_cfg["name"].upper()
+        assert model_name(build_model(model_cfg)) == model_cfg["name"]
         assert name.split("_")[0] == model_cfg["name"]  # kan, kan_gaam, ... build a KAN
     for name in sorted(group_options("optim")):
         with initialize_config_module(config_module="kanpde.conf", version_base="1.3"):
@@ -114,6 +114,7 @@ def test_plain_install_runs_from_another_directory(tmp_path):
         cmd.insert(4, "--no-build-isolation")
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     assert (site / "kanpde" / "conf" / "problem" / "poisson.yaml").is_file()
+    assert (site / "kanpde" / "conf" / "hydra" / "launcher" / "slurm.yaml").is_file()
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONUNBUFFERED": "1"}

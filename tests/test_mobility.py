@@ -13,7 +13,8 @@ from conftest import TINY_STAGES, compose_config
 from kanpde.record import read_metrics
 from kanpde.registry import build_model, build_problem
 from kanpde.run import run
-from kanpde.train import Stage, train
+from kanpde.stages import Stage
+from kanpde.train import train
 from kanpde.validate import ConfigError
 
 

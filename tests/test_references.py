@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -297,15 +299,21 @@ def _tiny(scale=1.0):
     return Reference(("x",), (x,), scale * x[None] ** 2, ("u",), {"solver": "tiny", "scale": scale})
 
 
-def _slow_tiny():
+def _slow_tiny(calls):
+    (Path(calls) / str(os.getpid())).touch()  # one file per process that computed
     time.sleep(0.5)
     return _tiny()
 
 
-def _cache_worker(folder, start, results):
+def _cache_worker(folder, calls, start, results):
     start.wait()
-    ref = cached("tiny", {"scale": 1.0}, _slow_tiny, cache_dir=folder)
+    ref = cached("tiny", {"scale": 1.0}, functools.partial(_slow_tiny, calls), cache_dir=folder)
     results.put(float(ref.values.sum()))
+
+
+def _cache_files(folder):
+    """The files of a cache folder but its lock files (`kanpde.cache` leaves those in place)."""
+    return [p for p in Path(folder).iterdir() if p.suffix != ".lock"]
 
 
 def test_cache_reads_without_computing(tmp_path):
@@ -318,7 +326,7 @@ def test_cache_reads_without_computing(tmp_path):
     path = cache_path("tiny", {"scale": 1.0, "grid": [5]}, tmp_path)
     assert path.exists() and path.name.startswith("tiny-") and len(path.stem) == len("tiny-") + 16
     cached("tiny", {"scale": 2.0}, lambda: calls.append(1) or _tiny(2.0), cache_dir=tmp_path)
-    assert len(calls) == 2 and len(list(tmp_path.iterdir())) == 2
+    assert len(calls) == 2 and len(_cache_files(tmp_path)) == 2
 
 
 def test_cache_default_folder(tmp_path, monkeypatch):
@@ -344,7 +352,7 @@ def test_cache_rebuilds_bad_files(tmp_path, caplog, damage):
     assert calls == [1] and str(path) in caplog.text
     assert np.array_equal(ref.values, _tiny().values)
     assert np.array_equal(load(path, kind="tiny", settings=settings).values, _tiny().values)
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert [p.name for p in _cache_files(tmp_path)] == [path.name]
 
 
 def test_cache_rejects_a_missing_dataset(tmp_path, caplog):
@@ -360,17 +368,19 @@ def test_cache_rejects_a_missing_dataset(tmp_path, caplog):
 
 
 def test_cache_two_processes_at_once(tmp_path):
+    """Two processes asking at once: one computes, the other waits and reads its file."""
+    folder, calls = tmp_path / "cache", tmp_path / "calls"
+    calls.mkdir()
     ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Event(), ctx.Queue()
-    workers = [ctx.Process(target=_cache_worker, args=(str(tmp_path), start, results)) for _ in range(2)]
+    start, results = ctx.Barrier(2, timeout=60), ctx.Queue()  # both ask once both are ready
+    workers = [ctx.Process(target=_cache_worker, args=(str(folder), str(calls), start, results)) for _ in range(2)]
     for w in workers:
         w.start()
-    time.sleep(0.2)
-    start.set()
     for w in workers:
         w.join(60)
         assert w.exitcode == 0
     assert [results.get(timeout=5) for _ in workers] == [float(_tiny().values.sum())] * 2
-    files = list(Path(tmp_path).iterdir())
+    assert len(list(calls.iterdir())) == 1
+    files = _cache_files(folder)
     assert len(files) == 1 and files[0].suffix == ".h5"
     assert np.array_equal(load(files[0], kind="tiny", settings={"scale": 1.0}).values, _tiny().values)

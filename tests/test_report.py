@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import h5py
@@ -158,16 +159,20 @@ def test_lbfgs_memory_separates_configurations():
     from kanpde.report.records import Run, group_runs
 
     model = {"name": "kan", "width": [2, 10, 1]}
-    stages = [{"optimizer": "lbfgs", "steps": 50}] * 2
+    stages = yaml.safe_load(resources.files("kanpde.conf").joinpath("optim", "paper.yaml").read_text())["stages"]
 
     def run(i: int, optim: dict) -> Run:
         return Run(Path(str(i)), {"model": model, "optim": {"name": "paper", **optim}, "seed": i}, {})
 
     runs = [run(0, {"stages": stages}), run(1, {"stages": stages, "history_size": 100}),
-            run(2, {"stages": stages, "history_size": 100}), run(3, {"stages": [{"history_size": 100}]})]
+            run(2, {"stages": stages, "history_size": 100}),
+            run(3, {"stages": [{**st, "history_size": 100} for st in stages]})]
     groups = group_runs(runs)
     assert [len(g.runs) for g in groups] == [1, 3]
     assert [g.name for g in groups] == ["KAN [2,10,1], L-BFGS 5x50 steps",
                                         "KAN [2,10,1], L-BFGS 5x50 steps, memory 100"]
     adam = Run(Path("4"), {"model": model, "optim": {"name": "x", "stages": [{"optimizer": "adam"}]}}, {})
     assert adam.lbfgs_memory is None
+    # stages changed from the named config's: named by what they are, another configuration
+    short = run(5, {"stages": stages[:2]})
+    assert short.optim == "L-BFGS 50+50 steps, G 2-4" and len(group_runs([*runs, short])) == 3

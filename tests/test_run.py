@@ -11,6 +11,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from conftest import compose_config
+
 from kanpde.record import load_model, read_history, read_metrics
 from kanpde.registry import build_model, build_problem
 from kanpde.run import resolve_width, run
@@ -101,12 +103,13 @@ def test_restarts_keep_the_lowest_training_loss(tiny_config, tmp_path):
 
 
 def test_run_diverges_cleanly(tiny_config, tmp_path):
-    """A non-finite update (Adam with lr = inf) stops the run with status "diverged" after one
-    step and restores the last finite parameters: here the initial ones."""
+    """A non-finite update (Adam with lr = inf: halving it is no remedy) is retried twice, then
+    the run stops with status "diverged" and the last finite parameters: here the initial ones."""
     cfg = tiny_config("model=kan")
     cfg.optim.stages = [{"optimizer": "adam", "steps": 3, "lr": float("inf")}]
     metrics = run(cfg, tmp_path)
-    assert metrics["status"] == "diverged" and metrics["steps"] == 1
+    assert metrics["status"] == "diverged" and metrics["steps"] == 0
+    assert [r["lr"] for r in metrics["recoveries"]] == [float("inf"), float("inf"), None]
     assert math.isfinite(metrics["l2_sq"]) and math.isfinite(metrics["loss"])
     loaded = load_model(tmp_path)
     initial = build_model({**OmegaConf.to_container(cfg.model), "width": [2, 10, 1]},
@@ -131,3 +134,19 @@ def test_run_rejects_bad_config_before_work(tiny_config, tmp_path, override, wor
     with pytest.raises(ConfigError, match=words):
         run(tiny_config(override), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_second_order_stages_run_and_lm_needs_residuals(tiny_config, tmp_path):
+    """optimizer lm / ssbfgs / ssbroyden / bfgs are stage options: each lowers the loss of a run
+    (their convergence is tested in test_optim.py);
+    lm on a problem without residual vectors (a classifier) fails in one line naming the stage."""
+    for name in ("lm", "ssbfgs", "ssbroyden", "bfgs"):
+        stages = f"optim.stages=[{{optimizer: {name}, steps: 2, max_iter: 3}}]"
+        metrics = run(tiny_config("problem=poisson_sinsin", stages), tmp_path / name)
+        history = read_history(tmp_path / name)
+        assert metrics["status"] == "ok" and metrics["steps"] == 2, name
+        assert history["loss"][-1] < history["loss"][0], name
+    with pytest.raises(ConfigError, match=r"optim.stages\[0\].optimizer=lm needs a least-squares problem"):
+        run(compose_config(["problem=gaam", "problem.n_hamiltonians=4", "problem.n_sites=20", "progress=false",
+                            f"problem.cache_dir={tmp_path}", "optim.stages=[{optimizer: lm, steps: 1}]"],
+                           shrink=False), tmp_path / "gaam")

@@ -11,7 +11,8 @@ import torch
 from kanpde.nn.kan import KAN
 from kanpde.problem import Problem
 from kanpde.interpret.sparsity import coef_l1, edge_scales, entropy, regularizer
-from kanpde.train import Stage, parse_stages, train
+from kanpde.stages import Stage, parse_stages
+from kanpde.train import train
 from kanpde.validate import ConfigError
 
 F64 = torch.float64

@@ -232,7 +232,10 @@ def cell_polynomials(coef: Tensor, order: int, matrix: Tensor | None = None) -> 
     """
     m = uniform_basis_matrix(order).to(coef) if matrix is None else matrix  # (k+1 bases, k+1 powers)
     padded = torch.nn.functional.pad(coef, (0, 0, order + 1, order + 1))  # (n_in, G+3k+2, n_out)
-    windows = padded.unfold(1, order + 1, 1)  # (n_in, G+2k+2, n_out, k+1 bases)
+    cells = padded.shape[1] - order  # G + 2k + 2
+    # Shifted slices rather than `unfold`: the same windows, and torch.func can batch their
+    # backward (vmap has no rule for unfold's, and loops over the batch instead).
+    windows = torch.stack([padded[:, m : m + cells] for m in range(order + 1)], dim=-1)  # (n_in, G+2k+2, n_out, k+1 bases)
     return torch.einsum("icom,mp->icpo", windows, m)
 
 
@@ -250,7 +253,8 @@ def uniform_cells(x: Tensor, knots: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """
     h = knots[:, 1] - knots[:, 0]
     s = (x - knots[:, 0]) / h
-    cell = torch.floor(s).clamp(-1, knots.shape[1] - 1)
+    # nan -> cell 0 (u stays nan, so is the value): a nan input must give nan, not an index error
+    cell = torch.floor(s).nan_to_num(nan=-1.0).clamp(-1, knots.shape[1] - 1)
     return (cell + 1).long(), s - cell, h
 
 

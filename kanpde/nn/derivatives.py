@@ -158,6 +158,31 @@ def _autograd_jet(model: nn.Module, x: Tensor, mode: str) -> Jet:
     return Jet(u, grad, second, mode)
 
 
+def func_jet(fn, x: Tensor, mode: str) -> Jet:
+    """Value and derivatives of a pointwise function by torch.func (per point, vmapped): what
+    `autograd_jet` gives, but usable inside a torch.func transform, where autograd.grad is not
+    (e.g. a hard constraint's closed forms under `kanpde.pde.jacobian`'s per-point Jacobian).
+
+    Args:
+        fn: (N, d) -> (N, m), each row depending on its own point only.
+        x: (N, d) points.
+        mode: second-derivative layout.
+
+    Returns:
+        Jet with value (N, m), grad (N, m, d), second (N, m, P).
+    """
+    def one(z):  # (d,) -> (m,)
+        return fn(z.unsqueeze(0)).squeeze(0)
+
+    u = fn(x)
+    grad = torch.func.vmap(torch.func.jacfwd(one))(x)  # (N, m, d)
+    if mode == "none":
+        return Jet(u, grad, u.new_zeros(u.shape[0], u.shape[1], 0), mode)
+    hess = torch.func.vmap(torch.func.jacfwd(torch.func.jacfwd(one)))(x)  # (N, m, d, d)
+    q = second_weights(mode, x.shape[1], x.dtype, x.device)
+    return Jet(u, grad, torch.einsum("nmab,pab->nmp", hess, q), mode)
+
+
 def jet(model: nn.Module, x: Tensor, mode: str = "laplacian", fast: bool = True) -> Jet:
     """The model's jet: forward propagation when it supports it and `fast`, else autograd.
 

@@ -60,6 +60,7 @@ from kanpde.nn import kernel
 from kanpde.nn.derivatives import Jet, autograd_jet, input_jet, quadratic, silu_jet
 from kanpde.validate import ConfigError, check_int, check_interval, check_number, check_width
 
+MAX_GRID = 2**20  # intervals per edge; more is a typo (and past 2^63 torch cannot even size the tensors)
 IDENTITY = (1.0, 1.0, 0.0, 0.0)  # (a, b, c, d) of a free symbolic slot: a f(b x + c) + d = f(x)
 
 
@@ -421,14 +422,20 @@ class KAN(nn.Module):
     ):
         super().__init__()
         width = check_width(width, "model.width")
-        check_int(grid, "model.grid", minimum=1)
-        check_int(order, "model.order", minimum=1, maximum=7)
-        check_interval(grid_range, "model.grid_range")
-        check_number(noise_scale, "model.noise_scale", minimum=0.0)
-        check_number(base_scale, "model.base_scale", minimum=0.0)
+        grid = check_int(grid, "model.grid", minimum=1, maximum=MAX_GRID)
+        order = check_int(order, "model.order", minimum=1, maximum=7)
+        grid_range = check_interval(grid_range, "model.grid_range")
+        if not all(math.isfinite(v) for v in grid_range):
+            raise ConfigError(f"model.grid_range must be finite, got {list(grid_range)!r}")
+        noise_scale = check_number(noise_scale, "model.noise_scale", minimum=0.0, finite=True)
+        base_scale = check_number(base_scale, "model.base_scale", minimum=0.0, finite=True)
         mult = check_mult(mult, width)
         if symbolic is not None and not isinstance(symbolic, Mapping):
             raise ConfigError(f"model.symbolic must be null or a mapping {{'layer,i,j': function}}, got {symbolic!r}")
+        for key, spec in (symbolic or {}).items():
+            if not isinstance(spec, (str, Sequence)) or isinstance(spec, bytes):
+                raise ConfigError(f"model.symbolic[{key!r}] must be a function name or [name, a, b, c, d], "
+                                  f"got {spec!r}")
         symbolic = None if symbolic is None else {
             str(k): str(v) if isinstance(v, str) else list(v) for k, v in symbolic.items()}
         self.config = KANConfig(list(width), grid, order, [float(v) for v in grid_range],

@@ -8,7 +8,8 @@ non-zero bases of its cell, and keeps the temporaries in registers and L1.
 
 The source is compiled on first use with the system C++ compiler (`c++ -O3 -march=native
 -fopenmp`, about 10 s) into a cache folder (`$KANPDE_CACHE`, else `~/.cache/kanpde`), keyed by the
-source, compiler flags and machine, and loaded with ctypes; no torch headers are needed. Where it
+source, the compiler and the instruction set `-march=native` resolves to, and loaded with ctypes
+(`kanpde.nn.build`; `build_info()` says what was loaded); no torch headers are needed. Where it
 cannot be used (no compiler, CUDA tensors, non-uniform knots, other dtypes than float32/64, inside
 torch.compile or a torch.func transform, with `KANPDE_KERNEL=0` or the run setting
 `kernel: false`), `KANLayer` uses its torch path: same results.
@@ -22,28 +23,23 @@ torch ops, so derivatives of any order through the kernel are exact. Forward-mod
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import platform
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from kanpde.nn import build
 from kanpde.nn.bspline import cell_polynomials, power_jet
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("csrc") / "kan_jet.cpp"
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 _SUFFIX = {torch.float64: "f64", torch.float32: "f32"}
 
 _lib: ctypes.CDLL | None = None
+_info: dict = {}
 _tried = False
 enabled = os.environ.get("KANPDE_KERNEL", "1") != "0"  # see `switched`
 
@@ -59,46 +55,33 @@ def switched(on: bool) -> Iterator[None]:
         enabled = old
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("KANPDE_CACHE") or Path.home() / ".cache" / "kanpde")
-
-
-def _build() -> ctypes.CDLL:
-    """Compile (if not cached) and load the kernel library; raises on failure."""
-    compiler = os.environ.get("CXX", "c++")
-    text = SOURCE.read_bytes()
-    key = hashlib.sha256(text + " ".join([compiler, *FLAGS, platform.machine(), platform.node()]).encode())
-    target = _cache_dir() / f"kan_jet-{key.hexdigest()[:16]}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Build beside the target and rename: parallel jobs never load a half-written library.
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], check=True, capture_output=True, text=True)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    lib = ctypes.CDLL(str(target))
-    for suffix in _SUFFIX.values():
-        getattr(lib, f"kan_jet_forward_{suffix}").restype = None
-        getattr(lib, f"kan_jet_backward_{suffix}").restype = None
-    return lib
-
-
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, building it on the first call; None if it cannot be built."""
-    global _lib, _tried
+    global _lib, _info, _tried
     if not _tried:
         _tried = True
         try:
-            _lib = _build()
+            _lib, _info = build.build()
+            _info = {"available": True, **_info, "error": None}
         except Exception as exc:  # no compiler, no writable cache, no home folder...: torch path
             detail = getattr(exc, "stderr", "") or str(exc)
-            log.warning("kanpde: C++ kernel not available (%s); using the torch path",
-                        detail.strip().splitlines()[-1] if detail.strip() else type(exc).__name__)
+            reason = detail.strip().splitlines()[-1] if detail.strip() else type(exc).__name__
+            log.warning("kanpde: C++ kernel not available (%s); using the torch path", reason)
+            _info = {"available": False, "error": reason, "cpu_model": build.cpu()["model"]}
     return _lib
+
+
+def build_info() -> dict:
+    """What `library()` loaded (building it if no call has yet), for run records and benchmarks.
+
+    Returns:
+        {"available": bool, "error": None or why not, and when the probes ran: "path" (the cached
+        library), "compiled" (whether this process compiled it), "key", "compiler",
+        "compiler_version", "flags", "march" and "mtune" (what -march=native resolved to),
+        "isa" (the resolved target options), "cpu_model", ... (see `kanpde.nn.build.describe`)}.
+    """
+    library()
+    return dict(_info)
 
 
 MAX_ORDER, MAX_D, MAX_P = 7, 16, 136  # the kernel's fixed-size local arrays (csrc/kan_jet.cpp)

@@ -2,7 +2,8 @@
 
 Each condition samples its points once per run (`sample`: a dict of tensors, "x" (n, d) always,
 plus "normal", "target", "pair" where it needs them) and turns the solution at those points into
-a mean squared violation (`loss`). Where it holds is a `where` (see `kanpde.pde.domains`):
+violations (`residuals`, (n,) or (n, k)), whose mean square is its loss (`loss`): a
+least-squares optimiser (`kanpde.optim`) reads the residuals, the others the loss. Where it holds is a `where` (see `kanpde.pde.domains`):
 a part name, a list of names, or a predicate. Values are functions of the points, x (N, d) ->
 (N, m) (or (N,) for one component), or None for zero.
 
@@ -22,6 +23,7 @@ a part name, a list of names, or a predicate. Values are functions of the points
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 
 import torch
@@ -50,7 +52,8 @@ class Evaluator(abc.ABC):
 
 
 class Condition(abc.ABC):
-    """A constraint with its own points. Subclasses define `sample` and `loss`.
+    """A constraint with its own points. Subclasses define `residuals` (and `sample` where the
+    boundary part's points and normals are not what they need); `loss` is their mean square.
 
     Attributes:
         where: the boundary part it holds on.
@@ -68,8 +71,12 @@ class Condition(abc.ABC):
         return {"x": x, "normal": normal}
 
     @abc.abstractmethod
+    def residuals(self, u: Evaluator, points: dict[str, Tensor]) -> Tensor:
+        """(n,) or (n, k) violations at the sampled points, scaled so that `loss` is their mean square."""
+
     def loss(self, u: Evaluator, points: dict[str, Tensor]) -> Tensor:
-        """Scalar mean squared violation at the sampled points."""
+        """Scalar mean squared violation at the sampled points: mean(residuals^2)."""
+        return self.residuals(u, points).pow(2).mean()
 
     def _pick(self, u: Evaluator, values: Tensor) -> Tensor:
         """(N, k) the constrained components of (N, m) values (all of them for None)."""
@@ -100,10 +107,10 @@ class Dirichlet(Condition):
     def __init__(self, value: Value = None, where: Where = None, component: str | None = None, n: int | None = None):
         self.value, self.where, self.component, self.n = value, where, component, n
 
-    def loss(self, u, points):
+    def residuals(self, u, points):
         x = points["x"]
         got = self._pick(u, u(x))
-        return ((got - evaluate(self.value, x, got)) ** 2).mean()
+        return got - evaluate(self.value, x, got)
 
 
 class Neumann(Condition):
@@ -112,10 +119,10 @@ class Neumann(Condition):
     def __init__(self, value: Value = None, where: Where = None, component: str | None = None, n: int | None = None):
         self.value, self.where, self.component, self.n = value, where, component, n
 
-    def loss(self, u, points):
+    def residuals(self, u, points):
         x = points["x"]
         dn = self._pick(u, u.fields(x).normal(points["normal"]))
-        return ((dn - evaluate(self.value, x, dn)) ** 2).mean()
+        return dn - evaluate(self.value, x, dn)
 
 
 class Robin(Condition):
@@ -127,16 +134,20 @@ class Robin(Condition):
         self.beta = check_number(beta, "Robin beta")
         self.value, self.where, self.component, self.n = value, where, component, n
 
-    def loss(self, u, points):
+    def residuals(self, u, points):
         x = points["x"]
         f = u.fields(x)
         lhs = self._pick(u, self.alpha * f.value + self.beta * f.normal(points["normal"]))
-        return ((lhs - evaluate(self.value, x, lhs)) ** 2).mean()
+        return lhs - evaluate(self.value, x, lhs)
 
 
 class Periodic(Condition):
     """u(x with v = lower) = u(x with v = upper) along variable v, and its first `derivatives`
-    derivatives along v (0, 1 or 2), on points paired across the two faces."""
+    derivatives along v (0, 1 or 2), on points paired across the two faces.
+
+    The loss is the sum over the T = 1 + derivatives matched quantities of each one's mean squared
+    mismatch; the residuals are the T mismatches side by side, (n, T k), times sqrt(T), so that
+    their mean square is that sum."""
 
     def __init__(self, variable: str, derivatives: int = 1, component: str | None = None, n: int | None = None):
         self.variable = variable
@@ -153,17 +164,17 @@ class Periodic(Condition):
         pair[:, axis] = domain.bounding_box()[1][axis]
         return {"x": x, "pair": pair}
 
-    def loss(self, u, points):
+    def residuals(self, u, points):
         a, b = points["x"], points["pair"]
         if self.derivatives == 0:
-            return ((self._pick(u, u(a)) - self._pick(u, u(b))) ** 2).mean()
+            return self._pick(u, u(a)) - self._pick(u, u(b))
         second = "diag" if self.derivatives == 2 else "none"
         fa, fb = u.fields(a, second), u.fields(b, second)
         v = self.variable
-        total = ((self._pick(u, fa.value) - self._pick(u, fb.value)) ** 2).mean()
+        gaps = [self._pick(u, fa.value) - self._pick(u, fb.value)]  # T tensors (n, k)
         for names in [(v,), (v, v)][: self.derivatives]:
-            total = total + ((self._pick(u, fa.d(*names)) - self._pick(u, fb.d(*names))) ** 2).mean()
-        return total
+            gaps.append(self._pick(u, fa.d(*names)) - self._pick(u, fb.d(*names)))
+        return torch.cat(gaps, dim=1) * math.sqrt(len(gaps))
 
 
 class Initial(Dirichlet):
@@ -179,10 +190,10 @@ class InitialVelocity(Condition):
     def __init__(self, value: Value = None, variable: str = "t", component: str | None = None, n: int | None = None):
         self.value, self.variable, self.where, self.component, self.n = value, variable, "initial", component, n
 
-    def loss(self, u, points):
+    def residuals(self, u, points):
         x = points["x"]
         ut = self._pick(u, u.fields(x).d(self.variable))
-        return ((ut - evaluate(self.value, x, ut)) ** 2).mean()
+        return ut - evaluate(self.value, x, ut)
 
 
 class Observations(Condition):
@@ -225,6 +236,6 @@ class Observations(Condition):
         noisy = clean + self.noise * scale * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
         return {"x": x, "target": noisy}
 
-    def loss(self, u, points):
+    def residuals(self, u, points):
         got = self._pick(u, u(points["x"]))
-        return ((got - points["target"].to(got)) ** 2).mean()
+        return got - points["target"].to(got)

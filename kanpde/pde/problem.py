@@ -13,7 +13,9 @@ A subclass states the maths and nothing else:
     constraint  (A, B) of a hard constraint u = A + B N, when the problem imposes one
     init_unknowns  the trainable unknowns of an inverse problem (a module of parameters)
 
-The loss is  sum_k w_k mean(residual_k^2) + sum_c w_c loss_c.  Metrics compare the solution with
+The loss is  sum_k w_k mean(residual_k^2) + sum_c w_c loss_c  (`losses`); the same terms as one
+vector r whose sum of squares is that loss, each term's residuals times sqrt(w / n), is
+`residual_vector`, what a least-squares optimiser (`kanpde.optim`) works on.  Metrics compare the solution with
 the exact or reference solution on held-out points: l2_sq (mean squared error), rel_l2, max_err,
 h1_sq where the exact gradient is known, rel_l2_<component> for systems, and for each unknown
 its recovered value and error.
@@ -32,6 +34,7 @@ from kanpde.nn.derivatives import jet
 from kanpde.pde.conditions import Condition, Evaluator
 from kanpde.pde.domains import Domain
 from kanpde.pde.fields import Fields
+from kanpde.pde.jacobian import residual_jacobian, residual_scale
 from kanpde.pde.sampling import SAMPLINGS
 from kanpde.pde.solution import Solution
 from kanpde.problem import Data, Problem
@@ -171,16 +174,42 @@ class PDEProblem(Problem):
             x = x.detach().requires_grad_(True)
         return Fields(jet(self.solution(model), x, self.second, fast), self.variables, self.outputs, x)
 
-    def losses(self, model: nn.Module, data: Data, fast: bool = True) -> dict[str, Tensor]:
+    def term_weight(self, name: str, residual: bool) -> float:
+        """A loss term's weight: its entry in `weights`, else "pde"'s for a residual term, else 1."""
         w = self.weights()
+        return w.get(name, w.get("pde", 1.0)) if residual else w.get(name, 1.0)
+
+    def weighted_residuals(self, model: nn.Module, data: Data, fast: bool = True) -> dict[str, tuple[float, Tensor]]:
+        """Every loss term's weight w and residuals r, the term being w mean(r^2): the PDE
+        residual(s) at the interior points, (N, k), and each condition's (`Condition.residuals`)."""
         x = data["interior"]
         res = self.residual(x, self.fields(model, x, fast))
         res = res if isinstance(res, dict) else {"pde": res}
-        terms = {k: w.get(k, w.get("pde", 1.0)) * (r**2).mean() for k, r in res.items()}
+        terms = {k: (self.term_weight(k, True), r) for k, r in res.items()}
         u = self.evaluator(model, fast)
         for name, cond in self.conditions().items():
-            terms[name] = w.get(name, 1.0) * cond.loss(u, data[name])
+            terms[name] = (self.term_weight(name, False), cond.residuals(u, data[name]))
         return terms
+
+    def losses(self, model: nn.Module, data: Data, fast: bool = True) -> dict[str, Tensor]:
+        return {k: w * r.pow(2).mean() for k, (w, r) in self.weighted_residuals(model, data, fast).items()}
+
+    def residual_vector(self, model: nn.Module, data: Data, fast: bool = True) -> Tensor:
+        """All loss terms as one vector r, differentiable w.r.t. the model's parameters (and an
+        inverse problem's unknowns), with sum(r^2) = sum(losses(...).values()).
+
+        Returns:
+            (R,): each term's residuals, flattened, times sqrt(w / n) for its weight w and its
+            n entries, in the order of `losses`.
+        """
+        parts = [r.reshape(-1) * residual_scale(name, w, r.numel())
+                 for name, (w, r) in self.weighted_residuals(model, data, fast).items() if r.numel()]
+        return torch.cat(parts)
+
+    def residual_jacobian(self, model: nn.Module, data: Data) -> tuple[Tensor, Tensor]:
+        """`residual_vector` (R,) and its Jacobian (R, P) w.r.t. `list(model.parameters()) +
+        self.parameters()`, point by point (`kanpde.pde.jacobian`; needs `pointwise_ok`)."""
+        return residual_jacobian(self, model, data)
 
     def test_data(self, generator: torch.Generator) -> Data:
         """Held-out points x (N, d) with the exact u (N, m) and grad_u (N, m, d), or the reference

@@ -22,7 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from kanpde.nn.derivatives import Jet, autograd_jet, input_jet, quadratic
+from kanpde.nn import kernel
+from kanpde.nn.derivatives import Jet, autograd_jet, func_jet, input_jet, quadratic
 
 Constraint = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -74,7 +75,8 @@ class Solution(nn.Module):
         if self.constraint is None:
             return j
         m = j.value.shape[1]
-        ab = autograd_jet(lambda z: torch.cat(self.constraint(z), dim=1), x, mode)  # closed forms
+        closed = func_jet if kernel.under_functorch() else autograd_jet  # autograd.grad fails under torch.func
+        ab = closed(lambda z: torch.cat(self.constraint(z), dim=1), x, mode)  # closed forms
         a = Jet(ab.value[:, :m], ab.grad[:, :m], ab.second[:, :m], mode)
         b = Jet(ab.value[:, m:], ab.grad[:, m:], ab.second[:, m:], mode)
         # product rule; the cross term grad B^T Q_p grad N by polarisation of the quadratic form

@@ -73,7 +73,8 @@ def table_rows(problem: str, groups: list[Group], extra: list[str]) -> list[dict
     rows = []
     for g in groups:
         med, lo, hi = median_range(g.values("rel_l2"))
-        counts = [sum(r.metrics.get("status") == s for r in g.runs) for s in STATUSES]
+        counts = [sum(r.metrics.get("status") == s for r in g.runs) for s in STATUSES[:2]]
+        counts.append(len(g.runs) - sum(counts))  # failed, interrupted (listed below with their status)
         row = {"problem": problem, "model": _model(g), "width": width_text(_first(g, "width") or g.model.get("width", [])),
                "optim": g.optim + g.memory_text, "seeds": str(len(g.runs)), "rel L2 median": _e(med),
                "rel L2 min - max": "-" if math.isnan(med) else f"{lo:.2e} - {hi:.2e}",

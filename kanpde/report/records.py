@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 
 import h5py
@@ -18,7 +19,8 @@ import numpy as np
 import yaml
 
 from kanpde.record import H5, METRICS, read_history, read_metrics
-from kanpde.train import Stage, parse_optim
+from kanpde.stages import Stage, parse_optim
+from kanpde.validate import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ class Run:
 
     @property
     def optim(self) -> str:
-        return str(self.config.get("optim", {}).get("name", "custom"))
+        """The optim config's name, or a description of its stages when they were changed
+        (`optim.stages=...`): runs with other stages are another configuration."""
+        return optim_label(self.config.get("optim", {}))
 
     @property
     def lbfgs_memory(self) -> int | None:
@@ -55,6 +59,29 @@ class Run:
         if not optim.get("stages"):
             return None
         return max((s.history_size for s in parse_optim(optim) if s.optimizer == "lbfgs"), default=None)
+
+
+def optim_label(optim: dict) -> str:
+    """`optim.name` when the stages are that named config's (L-BFGS memory aside, which the
+    report shows apart), else the stages in words, e.g. 'Adam 200 + L-BFGS 6 steps, G 5'."""
+    name = str(optim.get("name", "custom"))
+    try:
+        stages = [replace(s, history_size=0) for s in parse_optim(optim)]
+        named = resources.files("kanpde.conf").joinpath("optim", f"{name}.yaml")
+        if named.is_file() and stages == [replace(s, history_size=0) for s in parse_optim(yaml.safe_load(named.read_text()))]:
+            return name
+    except (ConfigError, TypeError, ValueError, AttributeError):
+        return name
+    parts: list[list] = []
+    for s in stages:
+        opt = "L-BFGS" if s.optimizer == "lbfgs" else s.optimizer.capitalize()
+        if parts and parts[-1][0] == opt:
+            parts[-1][1].append(s.steps)
+        else:
+            parts.append([opt, [s.steps]])
+    text = " + ".join(f"{opt} {'+'.join(map(str, steps))}" for opt, steps in parts) + " steps"
+    grids = [str(s.grid) for s in stages if s.grid is not None]
+    return text + (f", G {'-'.join(grids)}" if grids else "")
 
 
 def find_runs(folders: list[Path]) -> list[Run]:

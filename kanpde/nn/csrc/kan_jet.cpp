@@ -355,3 +355,10 @@ Pair<T> pick(const Shape& s) {
 
 KAN_ENTRY(double, f64)
 KAN_ENTRY(float, f32)
+
+// The cache key the library was built for (kanpde/nn/build.py passes it with -D): a library found
+// in the cache is used only if it reports the key its file name was derived from.
+#ifndef KANPDE_BUILD_KEY
+#define KANPDE_BUILD_KEY "unknown"
+#endif
+extern "C" const char* kan_jet_build_key() { return KANPDE_BUILD_KEY; }

@@ -3,27 +3,26 @@
 Files are named ``<kind>-<key>.h5`` with ``key`` the first 16 hex digits of the SHA-256 of the canonical
 JSON of ``[kind, settings, FORMAT_VERSION]``. Writes go to a temporary file in the same folder that is
 then atomically renamed into place, so a killed writer or two concurrent writers leave either no file
-or one complete file. A file that cannot be read, is truncated, or was made for other settings is
-logged and rebuilt, never trusted.
+or one complete file; a second process asking for a reference being computed waits for it and reads
+the file (``kanpde.cache``). A file that cannot be read, is truncated, or was made for other settings
+is logged and rebuilt, never trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import h5py
 import numpy as np
 
+from kanpde.cache import load_or_make, write_atomic
 from kanpde.pde.references.base import Reference
 
 FORMAT_VERSION = 1
-log = logging.getLogger(__name__)
 
 
 def _jsonable(obj):
@@ -85,19 +84,13 @@ def save(path: str | Path, ref: Reference, *, _attrs: dict | None = None) -> Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write(f, ref, _attrs or {})
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, lambda tmp: _write_file(tmp, ref, _attrs or {}))
     return path
+
+
+def _write_file(tmp: Path, ref: Reference, attrs: dict) -> None:
+    with h5py.File(tmp, "w") as f:
+        _write(f, ref, attrs)
 
 
 def load(path: str | Path, *, kind: str | None = None, settings: dict | None = None) -> Reference:
@@ -144,8 +137,8 @@ def cached(kind: str, settings: dict, compute: Callable[[], Reference],
     """The reference of ``kind`` made with ``settings``: read from the cache, or computed and stored.
 
     A cache file that is unreadable, truncated, incomplete or stores another kind or other settings
-    is logged with ``logging.warning`` and rebuilt. Concurrent callers may each compute, but the file
-    is replaced atomically, so exactly one complete file remains.
+    is logged with ``logging.warning`` and rebuilt. Concurrent callers compute once: the others wait
+    for the file and read it; it is replaced atomically, so exactly one complete file remains.
 
     Args:
         kind: a short file-name-safe name of the problem, e.g. ``"burgers"``.
@@ -159,14 +152,13 @@ def cached(kind: str, settings: dict, compute: Callable[[], Reference],
     if not isinstance(settings, dict):
         raise ValueError(f"settings: got {type(settings).__name__}; expected a dict")
     path = cache_path(kind, settings, cache_dir)
-    if path.exists():
-        try:
-            return load(path, kind=kind, settings=settings)
-        except Exception as exc:  # noqa: BLE001 - any failure means the file cannot be trusted
-            log.warning("reference cache file %s is invalid (%s: %s); rebuilding it",
-                        path, type(exc).__name__, exc)
-    ref = compute()
-    if not isinstance(ref, Reference):
-        raise ValueError(f"compute: returned {type(ref).__name__}; expected a Reference")
-    save(path, ref, _attrs={"kind": kind, "settings": canonical_json(settings)})
-    return ref
+
+    def make(tmp: Path) -> Reference:
+        ref = compute()
+        if not isinstance(ref, Reference):
+            raise ValueError(f"compute: returned {type(ref).__name__}; expected a Reference")
+        _write_file(tmp, ref, {"kind": kind, "settings": canonical_json(settings)})
+        return ref
+
+    return load_or_make(path, lambda p: load(p, kind=kind, settings=settings), make,
+                        what="reference cache file")[0]
