@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kanpde.nn.derivatives import autograd_jet, func_jet
 from kanpde.nn.kan import KAN
 from kanpde.nn.mlp import MLP
 from kanpde.optim import NAMES, LevenbergMarquardt, make
@@ -199,6 +200,17 @@ def test_pointwise_jacobian_of_an_mlp():
     r, jac = prob.residual_jacobian(model, data)
     torch.testing.assert_close(r, r0.detach(), rtol=0, atol=1e-12)
     torch.testing.assert_close(jac, autograd_rows(r0, list(model.parameters())), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["none", "laplacian", "diag", "full"])
+def test_func_jet_equals_autograd_jet(mode):
+    """The torch.func jet of closed forms (used for hard constraints under the per-point route)
+    equals nested autograd's."""
+    fn = lambda z: torch.cat([torch.sin(z[:, :1]) * z[:, 1:] ** 3, torch.exp(z.sum(1, keepdim=True))], dim=1)  # noqa: E731
+    x = torch.rand(7, 2, generator=gen(10), dtype=F64)
+    a, b = func_jet(fn, x, mode), autograd_jet(fn, x, mode)
+    for name in ("value", "grad", "second"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name).detach(), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("method", ["rows", "columns"])

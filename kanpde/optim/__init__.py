@@ -8,6 +8,14 @@
 
 `make(name, params, **options)` builds one by name; options are the class's keyword arguments,
 word for word, and an unknown one fails with the allowed ones listed.
+
+Smoothness matters to all of them. A cubic-spline KAN (order k = 3) feeds a second-order PDE's
+residual with phi'' of its later layers, piecewise linear in their inputs, so r is only
+continuous in the first layer's parameters, with kinks where a point's hidden value crosses a
+knot: near the optimum LM drives points onto knots and its damping runs away (1e9), and
+quasi-Newton steps shrink. Order 5 makes r twice differentiable. Paper's Poisson problem,
+KAN [2, 10, 1], G = 5 -> 10 -> 20 -> 40, one thread: LM L2^2 2.4e-9 at k = 3 (40 iterations per
+grid, stalled), 3.9e-14 at k = 5 (30 per grid); SSBFGS (500 per grid) 9.3e-9 and 2.7e-11.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from kanpde.optim.jacobian import METHODS, jacobian
-from kanpde.optim.quasi_newton import MAX_PARAMS, check_dense
+from kanpde.optim.quasi_newton import check_dense
 from kanpde.validate import ConfigError, check_choice, check_int, check_number
 
 MAX_JACOBIAN = 250_000_000  # entries R x P of a float64 Jacobian: 2 GB
@@ -46,7 +46,8 @@ class LevenbergMarquardt(torch.optim.Optimizer):
     """See the module docstring.
 
     Args:
-        params: the parameters (P at most `MAX_PARAMS`; R x P at most `MAX_JACOBIAN`).
+        params: the parameters (P at most `kanpde.optim.quasi_newton.MAX_PARAMS`; R x P at most
+            `MAX_JACOBIAN`).
         max_iter: iterations (Jacobians) per `step`.
         damping: the initial lambda (Marquardt: relative to diag(J^T J); Levenberg: relative to
             its largest entry).
