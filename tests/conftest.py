@@ -6,6 +6,32 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+F64 = torch.float64
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def points(n: int, d: int, seed: int, half_width: float = 1.5) -> torch.Tensor:
+    """(n, d) uniform float64 points in [-half_width, half_width]^d (partly outside a [-1, 1] grid)."""
+    return (torch.rand(n, d, generator=gen(seed), dtype=F64) * 2 - 1) * half_width
+
+
+def assert_jets_equal(fast, slow, rtol: float = 1e-10) -> None:
+    """Two jets' value, gradient and second channels agree to `rtol` relative to each tensor's
+    size; an empty channel is skipped, a ~0 one fails (the comparison would be vacuous)."""
+    assert fast.mode == slow.mode
+    for name in ("value", "grad", "second"):
+        a, b = getattr(fast, name), getattr(slow, name)
+        assert a.shape == b.shape, name
+        if b.numel() == 0:
+            continue
+        scale = float(b.detach().abs().max())
+        assert scale > 1e-3, f"{name} is ~0, the comparison would be vacuous"
+        torch.testing.assert_close(a, b, rtol=0, atol=rtol * scale, msg=name)
+
+
 # Two optimiser steps: one L-BFGS step on grid 3 (two iterations), one Adam step on grid 5.
 TINY_STAGES = ("optim.stages=[{optimizer: lbfgs, steps: 1, grid: 3, max_iter: 2},"
                " {optimizer: adam, steps: 1, lr: 1e-3, grid: 5}]")

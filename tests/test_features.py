@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import F64, assert_jets_equal, gen, points
 
 from kanpde.nn.chebyshev import ChebyKAN
 from kanpde.nn.derivatives import autograd_jet, input_jet
@@ -19,29 +20,7 @@ from kanpde.registry import build_model, model_name
 from kanpde.run import run
 from kanpde.validate import ConfigError
 
-F64 = torch.float64
 MODES = ("none", "laplacian", "diag", "full")
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def points(n: int, d: int, seed: int, half_width: float = 1.5) -> torch.Tensor:
-    return (torch.rand(n, d, generator=gen(seed), dtype=F64) * 2 - 1) * half_width
-
-
-def assert_jets_equal(fast, slow, rtol: float = 1e-10) -> None:
-    """Value, gradient and second channels agree to `rtol` relative to each tensor's size."""
-    assert fast.mode == slow.mode
-    for name in ("value", "grad", "second"):
-        a, b = getattr(fast, name), getattr(slow, name)
-        assert a.shape == b.shape, name
-        if b.numel() == 0:
-            continue
-        scale = float(b.detach().abs().max())
-        assert scale > 1e-3, f"{name} is ~0, the comparison would be vacuous"
-        torch.testing.assert_close(a, b, rtol=0, atol=rtol * scale, msg=name)
 
 
 NETS = {

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from conftest import F64, assert_jets_equal, gen, points
 from torch.autograd import gradcheck, gradgradcheck
 from torch.func import functional_call
 
@@ -17,27 +18,6 @@ from kanpde.nn.kan import KAN, KANLayer
 from kanpde.nn.mlp import MLP
 from kanpde.registry import count_params, paper_params
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def points(n: int, d: int, seed: int, half_width: float = 1.5) -> torch.Tensor:
-    """(n, d) uniform points in [-half_width, half_width]^d (partly outside a [-1, 1] grid)."""
-    return (torch.rand(n, d, generator=gen(seed), dtype=F64) * 2 - 1) * half_width
-
-
-def assert_jets_equal(fast, slow, rtol: float = 1e-10) -> None:
-    """Value, gradient and second channels agree to `rtol` relative to each tensor's size."""
-    assert fast.mode == slow.mode
-    for name in ("value", "grad", "second"):
-        a, b = getattr(fast, name), getattr(slow, name)
-        assert a.shape == b.shape, name
-        scale = float(b.detach().abs().max())
-        assert scale > 1e-3, f"{name} is ~0, the comparison would be vacuous"
-        torch.testing.assert_close(a, b, rtol=0, atol=rtol * scale, msg=name)
 
 
 PATHS = ("kernel", "per_edge", "dense")
