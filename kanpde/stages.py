@@ -16,6 +16,8 @@ from torch import Tensor
 
 from kanpde import optim
 from kanpde.nn.kan import MAX_GRID
+from kanpde.pde.adaptive_sampling import RESAMPLINGS
+from kanpde.pde.weighting import BALANCES, WEIGHTINGS
 from kanpde.validate import ConfigError, check_choice, check_int, check_number
 
 OPTIMIZERS = ("adam", "lbfgs", "bfgs", "ssbfgs", "ssbroyden", "lm")
@@ -52,11 +54,26 @@ class Stage:
         resample_every: draw fresh interior collocation points every n steps (0: never), from
             the run's data generator (`Problem.resample`); L-BFGS restarts its memory then,
             since the objective changed.
+        resampling: how: "uniform" (the problem's sampling) or "rad" (residual-based adaptive
+            resampling, `kanpde.pde.adaptive_sampling`; needs resample_every > 0).
+        rad_k, rad_c, rad_candidates: RAD's density eps^k / mean(eps^k) + c and its pool size
+            in multiples of the number of interior points.
+        time_window: train on the first fraction of the time interval only, in (0, 1] (1: all);
+            stages with growing windows march forwards in time (`kanpde.pde.adaptive_sampling`).
         retries: after a divergence (a non-finite loss or parameters, or a loss above `explode`
             times the stage's best since the objective last changed), restore the last good state
             and retry with half the learning rate and a fresh optimiser (L-BFGS: empty memory),
             at most this many times per stage; then the run ends "diverged".
         explode: the factor over the best loss that counts as diverging (0: only non-finite).
+        weighting: point weights of the PDE residual, recomputed before every step
+            (`kanpde.pde.weighting`): "none", "rba" (residual-based attention) or "causal"
+            (time slices weighted by how well the earlier ones are solved).
+        rba_gamma, rba_eta: RBA's memory and step (m <- gamma m + eta |r| / max |r|).
+        causal_eps, causal_chunks: causal weighting's tolerance eps (w_k = exp(-eps x the
+            earlier slices' mean squared residuals)) and number of time slices.
+        balance: loss-term weights: "none" or "grad_norm" (each term's weight follows the
+            sum of the terms' gradient norms over its own; `kanpde.pde.weighting.balance`).
+        balance_every, balance_alpha: how often (steps) and the moving average's memory.
     """
 
     optimizer: str = "lbfgs"
@@ -75,6 +92,19 @@ class Stage:
     resample_every: int = 0
     retries: int = 2
     explode: float = 1e6
+    resampling: str = "uniform"
+    rad_k: float = 1.0
+    rad_c: float = 1.0
+    rad_candidates: int = 10
+    time_window: float = 1.0
+    weighting: str = "none"
+    rba_gamma: float = 0.999
+    rba_eta: float = 0.01
+    causal_eps: float = 1.0
+    causal_chunks: int = 32
+    balance: str = "none"
+    balance_every: int = 100
+    balance_alpha: float = 0.9
 
     @classmethod
     def from_config(cls, cfg: dict, where: str) -> Stage:
@@ -103,6 +133,27 @@ class Stage:
         s.explode = check_number(s.explode, f"{where}.explode", minimum=0.0)
         if 0 < s.explode <= 1:
             raise ConfigError(f"{where}.explode must be 0 (off) or a factor > 1, got {s.explode!r}")
+        s.resampling = check_choice(s.resampling, f"{where}.resampling", RESAMPLINGS)
+        if s.resampling != "uniform" and not s.resample_every:
+            raise ConfigError(f"{where}.resampling={s.resampling} needs {where}.resample_every > 0 (how often), got 0")
+        s.rad_k = check_number(s.rad_k, f"{where}.rad_k", minimum=0.0, finite=True)
+        s.rad_c = check_number(s.rad_c, f"{where}.rad_c", minimum=0.0, finite=True)
+        s.rad_candidates = check_int(s.rad_candidates, f"{where}.rad_candidates", minimum=1, maximum=1000)
+        s.time_window = check_number(s.time_window, f"{where}.time_window", positive=True, finite=True)
+        if s.time_window > 1:
+            raise ConfigError(f"{where}.time_window must be in (0, 1] (a share of the time interval), got {s.time_window!r}")
+        s.weighting = check_choice(s.weighting, f"{where}.weighting", WEIGHTINGS)
+        s.rba_gamma = check_number(s.rba_gamma, f"{where}.rba_gamma", minimum=0.0, finite=True)
+        if s.rba_gamma >= 1:
+            raise ConfigError(f"{where}.rba_gamma must be in [0, 1), got {s.rba_gamma!r}")
+        s.rba_eta = check_number(s.rba_eta, f"{where}.rba_eta", positive=True, finite=True)
+        s.causal_eps = check_number(s.causal_eps, f"{where}.causal_eps", minimum=0.0, finite=True)
+        s.causal_chunks = check_int(s.causal_chunks, f"{where}.causal_chunks", minimum=1, maximum=10_000)
+        s.balance = check_choice(s.balance, f"{where}.balance", BALANCES)
+        s.balance_every = check_int(s.balance_every, f"{where}.balance_every", minimum=1)
+        s.balance_alpha = check_number(s.balance_alpha, f"{where}.balance_alpha", minimum=0.0, finite=True)
+        if s.balance_alpha >= 1:
+            raise ConfigError(f"{where}.balance_alpha must be in [0, 1), got {s.balance_alpha!r}")
         for name in ("reg", "reg_entropy", "reg_coef"):
             setattr(s, name, check_number(getattr(s, name), f"{where}.{name}", minimum=0.0, finite=True))
         return s

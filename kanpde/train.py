@@ -27,6 +27,7 @@ from kanpde.checkpoint import Checkpoints, pack_model, unpack_model
 from kanpde.interpret.sparsity import regularizer
 from kanpde.nn.grid import extend_grid, update_grid_
 from kanpde.nn.kan import KAN
+from kanpde.pde import adaptive_sampling, weighting
 from kanpde.problem import Data, Problem
 from kanpde.signals import stop_requests
 from kanpde.stages import FIRST_ORDER, Stage, make_optimizer
@@ -217,7 +218,14 @@ def train(
                 result.grid_changes.append({"step": result.steps, "grid": stage.grid, "max_change": change})
                 log.info("grid -> %d (max change of u on the training points %.2e)", stage.grid, change)
             params = list(model.parameters()) + extra
+            if stage.time_window < 1 or adaptive_sampling.ALL in data:
+                weighting.check("window", problem)
+                data = adaptive_sampling.time_window(problem, data, stage.time_window)
+                data.pop(weighting.KEY, None)  # weights of the other window's points
             pointwise = _lm_setup(stage, i, problem, model)
+            weighting.check(stage.weighting, problem)
+            if stage.resampling == "rad" or stage.balance != "none":
+                weighting.check("rad" if stage.resampling == "rad" else "balance", problem)
             jacobian_closure = (lambda: problem.residual_jacobian(model, data)) if pointwise else None
             lr, best, retries = stage.lr, math.inf, 0
             opt = make_optimizer(stage, params)
@@ -235,11 +243,24 @@ def train(
                     update_grid_(model, grid_x, stage.grid_eps)
                     best = math.inf  # a new objective
                 if stage.resample_every and step and step % stage.resample_every == 0:
-                    data = problem.resample(data, generator)
+                    if stage.resampling == "rad":
+                        data = adaptive_sampling.rad(problem, model, data, generator, fast, stage.rad_k, stage.rad_c,
+                                                     stage.rad_candidates)
+                    else:
+                        data = problem.resample(data, generator)
+                    data.pop(weighting.KEY, None)  # the old points' weights
+                    data.pop(adaptive_sampling.ALL, None)
+                    if stage.time_window < 1:
+                        data = adaptive_sampling.time_window(problem, data, stage.time_window)
                     grid_x = problem.grid_samples(data)
                     best = math.inf
                     if stage.optimizer not in FIRST_ORDER:  # its curvature belongs to the old points
                         opt = make_optimizer(stage, params, lr)
+                if stage.balance != "none" and step % stage.balance_every == 0:
+                    data = weighting.balance(problem, model, params, data, fast, stage.balance_alpha)
+                if stage.weighting != "none" or weighting.KEY in data:  # fixed within the step
+                    data = weighting.update(stage.weighting, problem, model, data, fast, stage.rba_gamma,
+                                            stage.rba_eta, stage.causal_eps, stage.causal_chunks)
                 box: dict = {}
                 nan = inject_nan is not None and result.steps + 1 == inject_nan["step"] and injected < inject_nan["times"]
 

@@ -6,6 +6,7 @@ recovered values and errors are metrics (`unknown_metrics`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import final
 
 import torch
@@ -18,7 +19,7 @@ from kanpde.pde.domains import Interval
 from kanpde.pde.evolution import Evolution1D
 from kanpde.pde.problem import PDEProblem
 from kanpde.registry import register_problem
-from kanpde.validate import check_int, check_number
+from kanpde.validate import ConfigError, check_int, check_number, check_width
 
 PI = math.pi
 
@@ -83,11 +84,11 @@ class HeatInverse(Evolution1D):
 
 
 class _Field(nn.Module):
-    """a(x) = exp(N(x)) with N a small tanh MLP (positive by construction)."""
+    """a(x) = exp(N(x)) with N a small tanh MLP [1, *hidden, 1] (positive by construction)."""
 
-    def __init__(self, generator, dtype):
+    def __init__(self, hidden: list[int], generator, dtype):
         super().__init__()
-        self.net = MLP([1, 20, 20, 1], "tanh", generator=generator, dtype=dtype)
+        self.net = MLP([1, *hidden, 1], "tanh", generator=generator, dtype=dtype)
 
     def jet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(a (N, 1), a' (N, 1)) at x (N, 1)."""
@@ -104,14 +105,17 @@ class DiffusionInverse(PDEProblem):
     Domain [0, 1];  -(a(x) u')' = f with a unknown, u(0) = u(1) = 0;
     true a(x) = 1 + 0.5 sin(2 pi x), u = sin(pi x), f = -(a u')' from them;
     data: u at n_obs random points with Gaussian noise of `noise` times the data's RMS.
-    a is a second network (exp of a [1, 20, 20, 1] tanh MLP), trained with u.
+    a is a second network (exp of a [1, *a_hidden, 1] tanh MLP), trained with u.
     """
 
     second = "diag"
 
-    def __init__(self, n_obs: int = 50, noise: float = 0.01, n_interior: int = 400, n_boundary: int = 2,
-                 sampling: str = "sobol", n_test: int = 1000):
+    def __init__(self, n_obs: int = 200, noise: float = 0.01, a_hidden: Sequence[int] = (8,),
+                 n_interior: int = 400, n_boundary: int = 2, sampling: str = "sobol", n_test: int = 1000):
         super().__init__(n_interior, n_boundary, sampling, n_test)
+        if isinstance(a_hidden, (str, bytes)) or not isinstance(a_hidden, Sequence) or not a_hidden:
+            raise ConfigError(f"problem.a_hidden must be a non-empty list of hidden widths, got {a_hidden!r}")
+        self.a_hidden = check_width([1, *a_hidden, 1], "problem.a_hidden")[1:-1]
         self.n_obs = check_int(n_obs, "problem.n_obs", minimum=1)
         self.noise = check_number(noise, "problem.noise", minimum=0.0, finite=True)
         self.domain = Interval(0.0, 1.0)
@@ -127,7 +131,7 @@ class DiffusionInverse(PDEProblem):
         return -(da * du + a * d2u)
 
     def init_unknowns(self, generator, dtype):
-        return _Field(generator, dtype)
+        return _Field(self.a_hidden, generator, dtype)
 
     def residual(self, x, u):
         a, da = self.unknowns.jet(x)

@@ -7,7 +7,7 @@ import math
 from typing import final
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from kanpde.pde.domains import Box
 from kanpde.pde.conditions import Dirichlet
@@ -17,7 +17,7 @@ from kanpde.pde.problem import PDEProblem
 from kanpde.pde.references.poisson_fd import lshape
 from kanpde.pde.references.settings import check_overrides, reference
 from kanpde.registry import register_problem
-from kanpde.validate import ConfigError, check_number
+from kanpde.validate import ConfigError, check_int, check_number
 
 PI = math.pi
 
@@ -115,6 +115,28 @@ class Poisson3D(PDEProblem):
         return torch.sin(PI * x / 2).sum(dim=1, keepdim=True)
 
 
+class _CornerCoefficients(nn.Module):
+    """The coefficients (c_1, ..., c_k) of the L-shape's corner singular functions, trained with u."""
+
+    def __init__(self, k: int, dtype: torch.dtype):
+        super().__init__()
+        self.coef = nn.Parameter(torch.zeros(k, dtype=dtype))
+
+    def forward(self) -> Tensor:
+        return self.coef
+
+
+def corner_functions(x: Tensor, k: int) -> Tensor:
+    """(N, k) the singular functions r^(2j/3) sin(2j phi / 3), j = 1..k, at x (N, 2), phi the angle
+    from the edge x = 0, y > 0 into the L-shape (0 .. 3 pi / 2): harmonic, zero on both re-entrant
+    edges; the solution near the corner is sum_j c_j of them plus a smooth part."""
+    a, b = x[:, :1], x[:, 1:]
+    r = (a * a + b * b + 1e-300).sqrt()
+    phi = torch.remainder(torch.atan2(b, a) - PI / 2, 2 * PI)
+    j = torch.arange(1, k + 1, dtype=x.dtype, device=x.device)
+    return r ** (2 * j / 3) * torch.sin(2 * j * phi / 3)
+
+
 @final
 @register_problem("poisson_lshape")
 class PoissonLShape(PDEProblem):
@@ -126,16 +148,26 @@ class PoissonLShape(PDEProblem):
     (`kanpde.pde.references.poisson_fd`).
     With `hard`, u = (1 - x^2)(1 - y^2)(r - x - y) N, r = |(x, y)|: the last factor (an
     R-function) vanishes exactly on the two re-entrant edges and is positive elsewhere in the L.
+    With `enrich` = k > 0 (needs `hard`), u = (1 - x^2)(1 - y^2) sum_j c_j S_j + (the above), S_j
+    the corner's first k singular functions (`corner_functions`), c_j trained with the network:
+    the network is left the smooth remainder, which splines and tanh layers approximate well.
     """
 
     def __init__(self, n_interior: int = 4000, n_boundary: int = 800, sampling: str = "sobol", n_test: int = 10_000,
-                 hard: bool = True, reference: dict | None = None):
+                 hard: bool = True, enrich: int = 2, reference: dict | None = None):
         super().__init__(n_interior, n_boundary, sampling, n_test)
         if not isinstance(hard, bool):
             raise ConfigError(f"problem.hard must be true or false, got {hard!r}")
         self.hard = hard
+        self.enrich = check_int(enrich, "problem.enrich", minimum=0, maximum=6)
+        if self.enrich and not hard:
+            raise ConfigError(f"problem.enrich={self.enrich} needs problem.hard=true (the singular part is "
+                              "part of the output transform); use problem.enrich=0 with hard=false")
         self.ref_settings = check_overrides(reference, lshape, {})
         self.domain = Difference(Box([-1.0, -1.0], [1.0, 1.0]), Box([0.0, 0.0], [1.0, 1.0]))
+
+    def init_unknowns(self, generator, dtype):
+        return _CornerCoefficients(self.enrich, dtype) if self.enrich else None
 
     def residual(self, x, u):
         return u.laplacian + 1.0
@@ -148,8 +180,18 @@ class PoissonLShape(PDEProblem):
             return None
         a, b = x[:, :1], x[:, 1:]
         r = (a * a + b * b + 1e-300).sqrt()  # finite gradient at the corner itself
-        distance = (1 - a * a) * (1 - b * b) * (r - a - b)
-        return torch.zeros_like(distance), distance
+        outer = (1 - a * a) * (1 - b * b)
+        distance = outer * (r - a - b)
+        if not self.enrich:
+            return torch.zeros_like(distance), distance
+        coef = self.unknowns() if self.unknowns is not None else x.new_zeros(self.enrich)  # before setup: none yet
+        singular = corner_functions(x, self.enrich) @ coef.to(x)[:, None]  # (N, 1)
+        return outer * singular, distance
+
+    def unknown_metrics(self):
+        if self.unknowns is None:
+            return {}
+        return {f"c{j + 1}": float(c) for j, c in enumerate(self.unknowns().detach())}
 
     def make_reference(self):
         return reference("poisson_lshape", lshape, {}, self.ref_settings)

@@ -20,6 +20,7 @@ from kanpde.pde.domains import Box, Disk
 from kanpde.pde.fields import Fields
 from kanpde.pde.solution import Solution
 from kanpde.registry import build_problem
+from kanpde.validate import ConfigError
 
 F64 = torch.float64
 SMALL = {"n_interior": 64, "n_boundary": 32, "n_test": 50}
@@ -196,3 +197,38 @@ def test_dirichlet_component_and_initial_value_function():
     init = Initial(heat.initial)
     pts = init.sample(heat.domain, 20, "random", gen(16))
     assert float(init.loss(heat.evaluator(Exact(heat.exact), fast=False), pts)) < 1e-28
+
+
+def test_lshape_enrichment_is_harmonic_and_keeps_the_boundary_exact():
+    """The L-shape's corner functions are harmonic and vanish on the re-entrant edges; with
+    trained coefficients c_j != 0 the enriched hard constraint still gives u = 0 on the whole
+    boundary to rounding, and its jet equals nested autograd."""
+    from kanpde.problems.poisson import corner_functions
+
+    prob = build_problem({"name": "poisson_lshape", **SMALL, "enrich": 2})
+    prob.setup(gen(), F64, torch.device("cpu"))
+    with torch.no_grad():
+        prob.unknowns.coef.copy_(torch.tensor([0.4, -0.2], dtype=F64))
+    x = prob.domain.interior(60, "random", gen(13)).requires_grad_(True)
+    s = corner_functions(x, 2)
+    for j in range(2):
+        g = torch.autograd.grad(s[:, j].sum(), x, create_graph=True)[0]
+        lap = sum(torch.autograd.grad(g[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(2))
+        assert float(lap.abs().max()) < 1e-9
+    edges = torch.cat([torch.stack([torch.zeros(20), torch.linspace(0.01, 1, 20)], 1),
+                       torch.stack([torch.linspace(0.01, 1, 20), torch.zeros(20)], 1)]).to(F64)
+    assert float(corner_functions(edges, 2).abs().max()) < 1e-15
+    sol = prob.solution(KAN([2, 5, 1], generator=gen(8), dtype=F64))
+    xb = prob.domain.boundary(200, "random", gen(9))[0]
+    with torch.no_grad():
+        assert float(sol(xb).abs().max()) < 1e-14
+        assert float(sol(x.detach()).abs().max()) > 1e-3
+    fast, slow = sol.jet(x.detach(), "laplacian"), autograd_jet(sol, x.detach(), "laplacian")
+    torch.testing.assert_close(fast.second, slow.second, rtol=1e-9, atol=1e-9)
+    assert prob.unknown_metrics() == {"c1": 0.4, "c2": -0.2}
+
+
+def test_lshape_enrichment_needs_the_hard_constraint():
+    with pytest.raises(ConfigError, match="problem.enrich=2 needs problem.hard=true"):
+        build_problem({"name": "poisson_lshape", **SMALL, "hard": False, "enrich": 2})
+    assert build_problem({"name": "poisson_lshape", **SMALL, "hard": False, "enrich": 0}).unknowns is None

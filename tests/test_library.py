@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -63,6 +64,61 @@ def test_every_problem_runs_with_both_models(name, model, tmp_path):
         assert len(f["history/loss"]) == 3
     if name.endswith("_inverse"):
         assert any(k.endswith("_rel_err") or k == "a_rel_l2" for k in metrics)
+
+
+AUTO = ["heat", "helmholtz", "wave", "poisson3d", "poisson_lshape"]
+
+
+def test_every_model_has_a_recipe_in_each_family():
+    """A problem picks `optim: auto/${model}` (or inverse/...): each model option needs a file."""
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    models = {p.stem for p in (conf / "model").glob("*.yaml")}
+    for family in ("auto", "inverse"):
+        assert models <= {p.stem for p in (conf / "optim" / family).glob("*.yaml")}, family
+
+
+@pytest.mark.parametrize("name", AUTO)
+def test_library_recipe_follows_the_model_and_yields_to_the_user(name):
+    kan = compose_config([f"problem={name}"], shrink=False)
+    assert kan.optim.name == "lm" and kan.model.order == 5
+    assert [s.optimizer for s in kan.optim.stages] == ["lm"] * 4
+    mlp = compose_config([f"problem={name}", "model=mlp"], shrink=False)
+    assert mlp.optim.name == "pde" and {s.optimizer for s in mlp.optim.stages} == {"lbfgs"}
+    mine = compose_config([f"problem={name}", "optim=grid_lbfgs", "model.order=3"], shrink=False)
+    assert mine.optim.name == "grid_lbfgs" and mine.model.order == 3
+    assert compose_config([f"problem={name}", "model=kan_gaam"], shrink=False).optim.name == "lm"
+    chosen = compose_config(["optim=auto/kan"], shrink=False)  # on the command line, any problem
+    assert chosen.optim.name == "lm" and chosen.model.order == 5
+    inverse = compose_config(["problem=diffusion_inverse"], shrink=False)
+    assert inverse.optim.stages[-1].steps == 100 and inverse.model.order == 5
+
+
+def test_recipe_lm_trains_the_lshape_corner_coefficients(tmp_path):
+    """Two Levenberg-Marquardt steps on the enriched L-shape: the corner coefficients are in the
+    Jacobian (they move off zero) and in the record."""
+    metrics = run(compose_config(["problem=poisson_lshape", *COARSE["poisson_lshape"],
+                                  "optim.stages=[{optimizer: lm, steps: 2, grid: 5}]"]), tmp_path)
+    assert metrics["status"] == "ok" and metrics["optim"] == "lm" and metrics["steps"] == 2
+    assert abs(metrics["c1"]) > 1e-3 and "c2" in metrics
+    with h5py.File(tmp_path / "run.h5") as f:
+        loss, c1 = f["history/loss"][()], f["history/c1"][()]
+    assert loss[-1] < loss[0] and c1[0] == 0.0 and c1[-1] == metrics["c1"]
+
+
+def test_benchmark_experiment_sweeps_the_library():
+    """experiment=benchmark: every library problem x the library's KAN and MLP x 3 seeds, and each
+    job composes to the problem's recipe for its model."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="kanpde.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=benchmark"], return_hydra_config=True)
+        params = cfg.hydra.sweeper.params
+        assert params.problem.split(",") == LIBRARY and params.recipe == "library_kan,library_mlp"
+        assert params.seed == "0,1,2" and cfg.threads == 1
+        mlp = compose("config", overrides=["experiment=benchmark", "problem=helmholtz", "recipe=library_mlp"])
+        kan = compose("config", overrides=["experiment=benchmark", "problem=helmholtz", "recipe=library_kan"])
+    assert list(mlp.model.width) == ["in", 50, 50, 50, "out"] and mlp.optim.name == "pde"
+    assert kan.model.name == "kan" and kan.optim.name == "lm" and kan.model.order == 5
 
 
 USER_PROBLEM = '''

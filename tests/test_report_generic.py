@@ -118,7 +118,7 @@ def test_mixed_folder_one_section_per_problem(tmp_path: Path, monkeypatch):
     out = tmp_path / "results" / "library"
     text = (out / "report.md").read_text()
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
-        "## cavity", "## diffusion_inverse", "## sine1d"]
+        "## Summary: the most accurate KAN and MLP per problem", "## cavity", "## diffusion_inverse", "## sine1d"]
     assert f"- mobility runs: their own report in `{Path('results/library/mobility')}`" in text
     assert Path("results/library/mobility/report.md") in files
     assert [r["problem"] for r in _table(out)] == ["cavity", "diffusion_inverse", "sine1d"]
@@ -134,3 +134,27 @@ def test_one_generic_problem_defaults_to_results_problem(tmp_path: Path, monkeyp
         main([str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("kanpde.report: error: ")
+
+
+def test_summary_best_configuration_per_problem_beside_published(tmp_path: Path):
+    """Per problem the lowest-median KAN and MLP configurations, their spread, time and size,
+    and the literature's figures; a problem without runs of one kind shows '-'."""
+    from kanpde.report.benchmark import rows
+    from kanpde.report.records import find_runs
+
+    root = tmp_path / "bench"
+    for seed, err in enumerate((4e-6, 2e-6, 3e-6)):
+        _run(root / f"hk{seed}", "helmholtz", "kan", [2, 10, 1], seed, err, wall=100.0 + seed, cpu="AMD EPYC")
+    _run(root / "hk_wide", "helmholtz", "kan", [2, 20, 1], 0, 1e-5, cpu="AMD EPYC")
+    _run(root / "hm", "helmholtz", "mlp", [2, 50, 1], 0, 8e-4, wall=900.0, cpu="AMD EPYC")
+    _run(root / "bk", "burgers", "kan", [2, 10, 1], 0, 0.17, cpu="Intel Xeon")
+    table = rows(find_runs([root]))
+    assert [r["problem"] for r in table] == ["`burgers`", "`helmholtz`"]
+    burgers, helmholtz = table
+    assert helmholtz["KAN rel L2 median (min - max)"].startswith("3.00e-06 (2.0e-06 - 4.0e-06), KAN [2,10,1], pde, 3 seeds")
+    assert helmholtz["KAN wall s"] == "101" and helmholtz["KAN params"] == "100"
+    assert helmholtz["MLP rel L2 median (min - max)"].startswith("8.00e-04, MLP [2,50,1]")
+    assert "RBA-PINN (6x128, 20k Adam + 1k L-BFGS): 5.8e-06" in helmholtz["best published (rel L2)"]
+    assert burgers["MLP wall s"] == "-" and burgers["machine"] == "Intel Xeon"
+    report([root], out=tmp_path / "out", command="c")
+    assert "## Summary: the most accurate KAN and MLP per problem" in (tmp_path / "out" / "report.md").read_text()

@@ -24,6 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from kanpde.pde import weighting
 from kanpde.problem import Data
 from kanpde.validate import ConfigError
 
@@ -99,15 +100,20 @@ def residual_jacobian(problem, model: nn.Module, data: Data, chunk: int = CHUNK)
 
     terms: dict[str, tuple[Tensor, Tensor]] = {}  # name: (values (n, k), jacobian (n, k, P))
     grads, values = per_point(interior, data["interior"])
+    m = data.get(weighting.KEY)  # (N,) point weights of the interior residuals, if any
     for term, value in values.items():
-        terms[term] = (value, _flat(grads[term], names))
+        jac = _flat(grads[term], names)
+        if m is not None:
+            value, jac = value * m.to(value)[:, None], jac * m.to(jac)[:, None, None]
+        terms[term] = (value, jac)
     for name in conditions:
         grads, value = per_point(condition(name), data[name])
         terms[name] = (value, _flat(grads, names))
     rs, js = [], []
     for name, (value, jac) in terms.items():
         if value.numel():
-            scale = residual_scale(name, problem.term_weight(name, name not in conditions), value.numel())
+            w = problem.term_weight(name, name not in conditions) * weighting.term_factor(data, name)
+            scale = residual_scale(name, w, value.numel())
             rs.append(value.reshape(-1) * scale)
             js.append(jac.reshape(value.numel(), -1) * scale)
     return torch.cat(rs).detach(), torch.cat(js).to(torch.float64).detach()

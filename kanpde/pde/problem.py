@@ -34,6 +34,7 @@ from kanpde.nn.derivatives import jet
 from kanpde.pde.conditions import Condition, Evaluator
 from kanpde.pde.domains import Domain
 from kanpde.pde.fields import Fields
+from kanpde.pde import weighting
 from kanpde.pde.jacobian import residual_jacobian, residual_scale
 from kanpde.pde.sampling import SAMPLINGS
 from kanpde.pde.solution import Solution
@@ -181,14 +182,18 @@ class PDEProblem(Problem):
 
     def weighted_residuals(self, model: nn.Module, data: Data, fast: bool = True) -> dict[str, tuple[float, Tensor]]:
         """Every loss term's weight w and residuals r, the term being w mean(r^2): the PDE
-        residual(s) at the interior points, (N, k), and each condition's (`Condition.residuals`)."""
+        residual(s) at the interior points, (N, k), times their point weights if the data has
+        them, and each condition's (`Condition.residuals`); w includes the data's balancing
+        term weights, if any (`kanpde.pde.weighting`)."""
         x = data["interior"]
         res = self.residual(x, self.fields(model, x, fast))
         res = res if isinstance(res, dict) else {"pde": res}
-        terms = {k: (self.term_weight(k, True), r) for k, r in res.items()}
+        terms = {k: (self.term_weight(k, True) * weighting.term_factor(data, k), weighting.apply(r, data))
+                 for k, r in res.items()}
         u = self.evaluator(model, fast)
         for name, cond in self.conditions().items():
-            terms[name] = (self.term_weight(name, False), cond.residuals(u, data[name]))
+            terms[name] = (self.term_weight(name, False) * weighting.term_factor(data, name),
+                           cond.residuals(u, data[name]))
         return terms
 
     def losses(self, model: nn.Module, data: Data, fast: bool = True) -> dict[str, Tensor]:

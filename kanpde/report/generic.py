@@ -1,5 +1,7 @@
 """The report for any problem: per problem, a table of configurations, KAN against MLP, the
-error against wall time and the solution of the most accurate run.
+error against wall time and the solution of the most accurate run; for several problems, a
+summary table of the best KAN and MLP per problem beside the published figures first
+(`kanpde.report.benchmark`).
 
 A configuration is every run that differs only in its seed (`kanpde.report.records.group_runs`);
 its numbers are medians over the seeds that finished (status ok), with the spread of rel_l2.
@@ -19,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from kanpde.plot import PlotError, plot_run
+from kanpde.report import benchmark
 from kanpde.report.records import Group, Run, group_runs, median_range, time_to, width_text
 
 log = logging.getLogger(__name__)
@@ -248,6 +251,7 @@ def write(runs: list[Run], out: Path, command: str, others: dict[str, Path] | No
     if others:
         text += [f"- {kind} runs: their own report in `{path}` (report.md there)" for kind, path in sorted(others.items())]
         text.append("")
+    text += benchmark.summary(runs)
     rows, columns = [], list(COLUMNS)
     for name in names:
         lines, section_rows = section(name, by_problem[name], out)

@@ -137,23 +137,33 @@ OPTIM_TEXT = {
 
 
 def label(run: Run) -> str:
-    """Human name of a run's configuration, e.g. 'KAN [2,10,1]' or 'MLP [2,100,100,100,1] tanh'."""
+    """Human name of a run's configuration, e.g. 'KAN [2,10,1]', 'KAN [2,10,1] order 5' or
+    'MLP [2,100,100,100,1] tanh'."""
     m = run.model
     name = str(m.get("name", "?")).upper()
     text = f"{name} {width_text(m.get('width', []))}"
     if m.get("name") == "mlp":
         text += f" {m.get('activation', 'tanh')}"
+    elif m.get("order") not in (None, 3):
+        text += f" order {m['order']}"
     return text
 
 
+def _frozen(value):
+    """A hashable copy of a config value (mappings and lists inside)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 def config_key(run: Run) -> tuple:
-    """What makes runs the same configuration: problem and its point counts, model, optimiser
-    (with its L-BFGS memory), dtype."""
-    p = run.config.get("problem", {})
+    """What makes runs the same configuration: the problem and all its options, model (with a
+    KAN's spline order), optimiser (with its L-BFGS memory), dtype."""
     m = run.model
-    return (p.get("name"), p.get("n_interior"), p.get("n_boundary"), m.get("name"),
-            tuple(m.get("width", ())), m.get("activation"), run.optim, run.lbfgs_memory,
-            run.config.get("dtype"))
+    return (_frozen(run.config.get("problem", {})), m.get("name"), tuple(m.get("width", ())), m.get("activation"),
+            m.get("order"), run.optim, run.lbfgs_memory, run.config.get("dtype"))
 
 
 @dataclass
