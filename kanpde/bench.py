@@ -289,9 +289,15 @@ def machine(device: torch.device) -> dict:
         pykan = version("pykan")
     except Exception:
         pykan = "not installed"
+    from kanpde.nn import kernel
+
+    built = kernel.build_info()
+    build = (f"{built.get('compiler', '?')} {built.get('compiler_version', '')} {' '.join(built.get('flags', []))}"
+             f" (-march=native = {built.get('march', '?')})" if built.get("available") else f"none ({built.get('error')})")
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
             "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "pykan": pykan}
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "pykan": pykan,
+            "kernel": build}
 
 
 def whole_run(device: torch.device) -> dict:

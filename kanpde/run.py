@@ -30,7 +30,7 @@ from kanpde.record import METRICS, H5, load_model, read_metrics, write_h5, write
 from kanpde.registry import build_model, build_problem, count_params, model_name, paper_params
 from kanpde.checkpoint import Checkpoints
 from kanpde.stages import parse_optim
-from kanpde.train import train
+from kanpde.train import spline_kan, train
 from kanpde.validate import ConfigError, check_choice, check_int
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
         "total_s": round(time.perf_counter() - t0, 3),
         "grid_changes": result.grid_changes,
         **({"recoveries": result.recoveries} if result.recoveries else {}),
-        **({"grid": model.layers[0].grid_size} if hasattr(model, "layers") else {}),
+        **({"grid": spline_kan(model)[0].layers[0].grid_size} if spline_kan(model)[0] is not None else {}),
         **problem.metrics(model, test),
         "loss": result.history[-1]["loss"],
     }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from kanpde.checkpoint import Checkpoints, pack_model, unpack_model
 from kanpde.interpret.sparsity import regularizer
 from kanpde.nn.grid import extend_grid, update_grid_
+from kanpde.nn.features import PeriodicFeatures
 from kanpde.nn.kan import KAN
 from kanpde.pde import adaptive_sampling, weighting
 from kanpde.problem import Data, Problem
@@ -69,6 +71,16 @@ class TrainResult:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
 
 
+def spline_kan(model: nn.Module) -> tuple[KAN | None, Callable[[Tensor], Tensor]]:
+    """The KAN whose grid the stages drive (the model, or the one behind `PeriodicFeatures`),
+    or None, and the map from the model's inputs (N, d) to that KAN's inputs."""
+    if isinstance(model, KAN):
+        return model, lambda x: x
+    if isinstance(model, PeriodicFeatures) and isinstance(model.model, KAN):
+        return model.model, model.embed
+    return None, lambda x: x
+
+
 def _lm_setup(stage: Stage, i: int, problem: Problem, model: nn.Module) -> bool:
     """For an LM stage: check that the problem gives residual vectors; whether its point-by-point
     Jacobian applies (else LM builds a generic one). False for other optimisers."""
@@ -77,7 +89,7 @@ def _lm_setup(stage: Stage, i: int, problem: Problem, model: nn.Module) -> bool:
     if not hasattr(problem, "residual_vector"):
         raise ConfigError(f"optim.stages[{i}].optimizer=lm needs a least-squares problem (a PDE problem with "
                           f"residual_vector); {type(problem).__name__} has none: use lbfgs or ssbfgs")
-    if stage.reg > 0 and isinstance(model, KAN):
+    if stage.reg > 0 and spline_kan(model)[0] is not None:
         raise ConfigError(f"optim.stages[{i}]: lm minimises the residuals only; reg={stage.reg} needs another optimizer")
     from kanpde.pde.jacobian import pointwise_ok
 
@@ -164,15 +176,17 @@ def train(
 
     def loss_fn(stage: Stage | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         terms = losses(model, data, fast)
-        if stage is not None and stage.reg > 0 and isinstance(model, KAN):
-            r = regularizer(model, reg_x, stage.reg_entropy, stage.reg_coef)
+        kan, embed = spline_kan(model)
+        if stage is not None and stage.reg > 0 and kan is not None:
+            r = regularizer(kan, embed(reg_x), stage.reg_entropy, stage.reg_coef)
             terms = {**terms, "reg": stage.reg * r}
         return sum(terms.values()), terms
 
     def record(stage_i: int, loss: float, terms: dict[str, Tensor]) -> dict:
         row = {"step": result.steps, "stage": stage_i, "loss": loss, "evals": result.evals, "wall_s": result.wall_s}
-        if isinstance(model, KAN):
-            row["grid"] = model.layers[0].grid_size
+        kan = spline_kan(model)[0]
+        if kan is not None:
+            row["grid"] = kan.layers[0].grid_size
         row.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
         row.update(problem.metrics(model, test))
         result.history.append(row)
@@ -213,8 +227,13 @@ def train(
     with stop_requests() as stop:
         for i in range(first, len(stages)):
             stage = stages[i]
-            if stage.grid is not None and isinstance(model, KAN) and stage.grid != model.layers[0].grid_size:
-                model, change = extend_grid(model, stage.grid, grid_x)
+            kan, embed = spline_kan(model)
+            if stage.grid is not None and kan is not None and stage.grid != kan.layers[0].grid_size:
+                finer, change = extend_grid(kan, stage.grid, embed(grid_x))
+                if kan is model:
+                    model = finer
+                else:  # behind periodic features
+                    model.model = finer
                 result.grid_changes.append({"step": result.steps, "grid": stage.grid, "max_change": change})
                 log.info("grid -> %d (max change of u on the training points %.2e)", stage.grid, change)
             params = list(model.parameters()) + extra
@@ -239,8 +258,9 @@ def train(
             until = stage.steps if stage.update_grid_until is None else stage.update_grid_until
             while step < stage.steps:
                 t0 = time.perf_counter()
-                if isinstance(model, KAN) and stage.update_grid_every and step < until and step % stage.update_grid_every == 0:
-                    update_grid_(model, grid_x, stage.grid_eps)
+                kan, embed = spline_kan(model)
+                if kan is not None and stage.update_grid_every and step < until and step % stage.update_grid_every == 0:
+                    update_grid_(kan, embed(grid_x), stage.grid_eps)
                     best = math.inf  # a new objective
                 if stage.resample_every and step and step % stage.resample_every == 0:
                     if stage.resampling == "rad":

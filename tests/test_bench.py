@@ -16,3 +16,16 @@ def test_tiny_benchmark_builds_table():
     assert len(table) == 2 + len(rows)
     assert table[2].endswith("| 100.0x |") and "skipped (est. 9.0 s)" in table[-1]
     assert headlines(rows)[0].endswith("n/a")  # no N = 10,000 rows here
+
+
+def test_machine_names_the_cpu_and_the_kernel_build():
+    from kanpde.bench import machine
+    from kanpde.nn import kernel
+
+    info = machine(torch.device("cpu"))
+    assert info["cpu"] and info["cores"] >= 1
+    built = kernel.build_info()
+    if built["available"]:
+        assert built["compiler"] in info["kernel"] and f"-march=native = {built['march']}" in info["kernel"]
+    else:
+        assert info["kernel"].startswith("none (")

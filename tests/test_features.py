@@ -184,3 +184,19 @@ def test_periodic_run_from_the_command_line_config(tiny_config, tmp_path):
     assert isinstance(loaded, PeriodicFeatures) and loaded.model.config.width == [5, 16, 1]
     hist = read_history(tmp_path)
     assert hist["loss_pde"].max() > 1e-3 and hist["loss_periodic"].max() < 1e-25
+
+
+def test_kan_behind_features_follows_the_grid_schedule(tiny_config, tmp_path):
+    """A KAN behind periodic features gets the stages' grid extension and grid updates (on the
+    features it sees; its hidden values leave [-1, 1], so the extension moves u by ~1e-3, as for
+    a plain KAN whose samples leave its grid), and the run records the grid."""
+    stages = ("optim.stages=[{optimizer: lbfgs, steps: 2, grid: 4, max_iter: 2, update_grid_every: 1},"
+              " {optimizer: lbfgs, steps: 1, grid: 8, max_iter: 2}]")
+    cfg = tiny_config("problem=advection", "optim=pde", "model=kan", "model.width=[in,4,out]", stages,
+                      "+model.periodic={period:{0:2.0},harmonics:2}", "problem.n_initial=16")
+    metrics = run(cfg, tmp_path)
+    assert metrics["status"] == "ok" and metrics["grid"] == 8
+    assert [c["grid"] for c in metrics["grid_changes"]] == [4, 8] and metrics["grid_changes"][-1]["max_change"] < 1e-2
+    loaded = load_model(tmp_path)
+    assert isinstance(loaded, PeriodicFeatures) and loaded.model.layers[0].grid_size == 8
+    assert list(read_history(tmp_path)["grid"]) == [5, 4, 4, 8]  # the initial row: the model as built

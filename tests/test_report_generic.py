@@ -144,7 +144,8 @@ def test_summary_best_configuration_per_problem_beside_published(tmp_path: Path)
 
     root = tmp_path / "bench"
     for seed, err in enumerate((4e-6, 2e-6, 3e-6)):
-        _run(root / f"hk{seed}", "helmholtz", "kan", [2, 10, 1], seed, err, wall=100.0 + seed, cpu="AMD EPYC")
+        _run(root / f"hk{seed}", "helmholtz", "kan", [2, 10, 1], seed, err, wall=100.0 + seed, cpu="AMD EPYC",
+             evals=20 + 10 * seed)
     _run(root / "hk_wide", "helmholtz", "kan", [2, 20, 1], 0, 1e-5, cpu="AMD EPYC")
     _run(root / "hm", "helmholtz", "mlp", [2, 50, 1], 0, 8e-4, wall=900.0, cpu="AMD EPYC")
     _run(root / "bk", "burgers", "kan", [2, 10, 1], 0, 0.17, cpu="Intel Xeon")
@@ -155,6 +156,7 @@ def test_summary_best_configuration_per_problem_beside_published(tmp_path: Path)
     assert helmholtz["KAN wall s"] == "101" and helmholtz["KAN params"] == "100"
     assert helmholtz["MLP rel L2 median (min - max)"].startswith("8.00e-04, MLP [2,50,1]")
     assert "RBA-PINN (6x128, 20k Adam + 1k L-BFGS): 5.8e-06" in helmholtz["best published (rel L2)"]
-    assert burgers["MLP wall s"] == "-" and burgers["machine"] == "Intel Xeon"
+    assert burgers["MLP wall s"] == "-" and burgers["MLP evals"] == "-" and burgers["machine"] == "Intel Xeon"
+    assert helmholtz["KAN evals"] == "30"
     report([root], out=tmp_path / "out", command="c")
     assert "## Summary: the most accurate KAN and MLP per problem" in (tmp_path / "out" / "report.md").read_text()

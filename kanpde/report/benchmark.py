@@ -25,8 +25,8 @@ PUBLISHED: dict[str, list[tuple[str, float]]] = {
     "wave": [("PINN-NTK, PINNacle", 9.8e-2)],
     "cavity": [("LAAF, PINNacle (Re = 100)", 3.6e-2)],
 }
-COLUMNS = ("problem", "KAN rel L2 median (min - max)", "KAN wall s", "KAN params", "MLP rel L2 median (min - max)",
-           "MLP wall s", "MLP params", "best published (rel L2)", "machine")
+COLUMNS = ("problem", "KAN rel L2 median (min - max)", "KAN wall s", "KAN params", "KAN evals",
+           "MLP rel L2 median (min - max)", "MLP wall s", "MLP params", "MLP evals", "best published (rel L2)", "machine")
 
 
 def _best(groups: list[Group], kan: bool) -> Group | None:
@@ -37,17 +37,21 @@ def _best(groups: list[Group], kan: bool) -> Group | None:
     return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None
 
 
-def _cells(g: Group | None) -> tuple[str, str, str]:
+def _cells(g: Group | None) -> tuple[str, str, str, str]:
+    """(rel L2 with its spread and the configuration, wall s, parameters, evaluations) of `g`;
+    evaluations are loss (or, for Levenberg-Marquardt, Jacobian) evaluations, medians."""
     if g is None:
-        return "-", "-", "-"
+        return "-", "-", "-", "-"
     med, lo, hi = median_range(g.values("rel_l2"))
     wall = median_range(g.values("wall_s"))[0]
     params = next((r.metrics["n_params"] for r in g.ok_runs if r.metrics.get("n_params")), None)
     name = str(g.model.get("name", "?")).upper()
     width = next((r.metrics["width"] for r in g.ok_runs if r.metrics.get("width")), g.model.get("width", []))
     spread = f" ({lo:.1e} - {hi:.1e})" if len(g.ok_runs) > 1 else ""
+    evals = median_range(g.values("evals"))[0]
     return (f"{med:.2e}{spread}, {name} {width_text(width)}, {g.optim}, {len(g.ok_runs)} seed"
-            + ("s" if len(g.ok_runs) != 1 else ""), f"{wall:.0f}", str(params or "-"))
+            + ("s" if len(g.ok_runs) != 1 else ""), f"{wall:.0f}", str(params or "-"),
+            "-" if math.isnan(evals) else f"{evals:.0f}")
 
 
 def _machine(runs: list[Run]) -> str:
