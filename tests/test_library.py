@@ -66,7 +66,7 @@ def test_every_problem_runs_with_both_models(name, model, tmp_path):
         assert any(k.endswith("_rel_err") or k == "a_rel_l2" for k in metrics)
 
 
-AUTO = ["heat", "helmholtz", "wave", "poisson3d", "poisson_lshape", "advection"]
+AUTO = ["heat", "helmholtz", "wave", "poisson3d", "poisson_lshape", "advection", "allen_cahn"]
 
 
 def test_every_model_has_a_recipe_in_each_family():
