@@ -9,13 +9,17 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
+from kanpde import cores
 
-from kanpde.run import run
-from kanpde.validate import ConfigError
+cores.passive_waiting()  # before torch (with libgomp) is loaded below: see kanpde.cores
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from kanpde.run import run  # noqa: E402
+from kanpde.validate import ConfigError  # noqa: E402
 
 log = logging.getLogger("kanpde")
 GROUPS = ("problem", "model", "optim", "interpret", "recipe", "experiment")

@@ -2,7 +2,7 @@
 
     python -m kanpde.bench [--device auto|cpu|cuda] [--sizes 1000,10000,100000]
         [--dtypes float64,float32] [--quick] [--out results/bench] [--no-pykan] [--no-run]
-        [--compile] [--threads N]
+        [--compile] [--threads N] [--builds]
 
 One evaluation is what an optimiser step pays for: the paper's Poisson loss (problems/poisson.py,
 alpha mean((lap u - f)^2) + mean(u_b^2), 800 boundary points) at N interior points, then backward.
@@ -11,6 +11,10 @@ kernel of `kanpde.nn.kernel`), "torch" (the same forward propagation in torch op
 runs on CUDA), "autograd" (nested autograd), "compiled" (the torch path through torch.compile,
 with --compile) and "pykan" (pykan 0.2.8 after `.speed()`,
 the loss of its PDE tutorial: nested `torch.autograd.functional.jacobian`, `kan.utils.batch_jacobian`).
+At N = 10,000 two library problems take the same paths: heat (u_t beside u_xx) and Kovasznay
+flow (three outputs). The Poisson MLP is set against its matmul floor (`kanpde.speed`), the
+default run is timed idle and beside one CPU-bound process, and `--builds` times the kernel
+built with each candidate flag set, the chosen one marked.
 
 Timing: two warm-up evaluations, then repeats until at least 1 s (0.3 s with --quick) and 3
 repeats have passed; the median is reported (CUDA is synchronised around each evaluation). A case
@@ -32,20 +36,29 @@ import platform
 import random
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
+from kanpde import cores
 
-from kanpde.nn import kernel
-from kanpde.problem import move
-from kanpde.registry import build_model, build_problem
+cores.passive_waiting()  # as the CLI does, before torch is loaded (see kanpde.cores)
 
-WIDTHS = {"KAN [2,10,1]": [2, 10, 1], "KAN [2,32,32,1]": [2, 32, 32, 1], "MLP [2,100,100,100,1]": [2, 100, 100, 100, 1]}
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from kanpde import speed  # noqa: E402
+from kanpde.nn import kernel  # noqa: E402
+from kanpde.problem import move  # noqa: E402
+from kanpde.registry import build_model, build_problem  # noqa: E402
+
+WIDTHS = {"KAN [2,10,1]": [2, 10, 1], "KAN [2,32,32,1]": [2, 32, 32, 1], "MLP [2,100,100,100,1]": [2, 100, 100, 100, 1],
+          "KAN [2,10,3]": [2, 10, 3], "MLP [2,100,100,100,3]": [2, 100, 100, 100, 3]}
+# Library problems at N = 10,000, float64: a time-dependent one (u_t beside u_xx: the "diag" second
+# derivatives) and a system (u, v, p of Kovasznay flow), to show they take the same fast path.
+LIBRARY = {"heat": [("KAN [2,10,1]", 5), ("MLP [2,100,100,100,1]", None)],
+           "kovasznay": [("KAN [2,10,3]", 5), ("MLP [2,100,100,100,3]", None)]}
 GRIDS = {"KAN [2,10,1]": [5, 10, 20], "KAN [2,32,32,1]": [10], "MLP [2,100,100,100,1]": [None]}
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 EXTRA, EXTRA_NOTE = ("KAN [2,32,32,1]", 10, 4096, "float32", "fast"), "target <= 15 ms"  # a separate row
@@ -65,6 +78,7 @@ class Row:
     peak_mb: float | None = None
     reps: int = 0
     note: str = ""
+    problem: str = "poisson"
 
 
 def make_rows(sizes: list[int], dtypes: list[str], pykan: bool, compiled: bool) -> list[Row]:
@@ -76,6 +90,11 @@ def make_rows(sizes: list[int], dtypes: list[str], pykan: bool, compiled: bool) 
             paths = ["fast"] + ["torch"] * kan + ["autograd"] + ["compiled"] * compiled + ["pykan"] * (pykan and kan)
             rows += [Row(model, g, n, dtype, p) for g in grids for p in paths]
     rows.append(Row(*EXTRA, note=EXTRA_NOTE))
+    if 10_000 in sizes and "float64" in dtypes:
+        for problem, models in LIBRARY.items():
+            for model, grid in models:
+                paths = ["fast", "torch"] if model.startswith("KAN") else ["fast"]
+                rows += [Row(model, grid, 10_000, "float64", path, problem=problem) for path in paths]
     return sorted(rows, key=lambda r: r.n)
 
 
@@ -204,18 +223,19 @@ def benchmark(rows: list[Row], device: torch.device, min_time: float, log=print)
     data_key = None
     last: dict = {}  # (model, grid, dtype, path) -> (N, ms or estimate) of the previous size
     for row in rows:
-        key = (row.model, row.grid, row.dtype, row.path)
+        key = (row.problem, row.model, row.grid, row.dtype, row.path)
         if row.path == "pykan" and not have_pykan:
             row.note = "pykan not installed"
         elif key in last and last[key][1] * row.n / last[key][0] > SKIP_S * 1e3:
             est = last[key][1] * row.n / last[key][0]
             row.note, last[key] = f"skipped (est. {est / 1e3:.1f} s)", (row.n, est)
         else:
-            if data_key != (row.n, row.dtype):  # keep one data set at a time
-                problem = build_problem({"name": "poisson", "n_interior": row.n})
+            if data_key != (row.problem, row.n, row.dtype):  # keep one data set at a time
+                problem = build_problem({"name": row.problem, "n_interior": row.n})
+                problem.setup(torch.Generator().manual_seed(0), DTYPES[row.dtype], device)
                 sample = problem.sample(torch.Generator().manual_seed(0))
                 data = move(sample, device, DTYPES[row.dtype])
-                data_key = (row.n, row.dtype)
+                data_key = (row.problem, row.n, row.dtype)
             try:  # a first evaluation over the limit ends the case (compiling is not the evaluation)
                 limit = None if row.path == "compiled" else SKIP_S
                 row.ms, row.reps, row.peak_mb = measure(_step(row, problem, data, device), device, min_time, limit)
@@ -226,21 +246,21 @@ def benchmark(rows: list[Row], device: torch.device, min_time: float, log=print)
                 row.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        log(f"{row.model:22} G={row.grid or '-':<3} N={row.n:<8} {row.dtype} {row.path:9} "
+        log(f"{row.problem:9} {row.model:22} G={row.grid or '-':<3} N={row.n:<8} {row.dtype} {row.path:9} "
             + (f"{row.ms:10.2f} ms  {row.peak_mb or 0:8.1f} MB" if row.ms is not None else row.note))
     return rows
 
 
 def _pykan_ms(rows: list[Row], row: Row) -> float | None:
     for r in rows:
-        if r.path == "pykan" and (r.model, r.grid, r.n, r.dtype) == (row.model, row.grid, row.n, row.dtype):
+        if r.path == "pykan" and (r.problem, r.model, r.grid, r.n, r.dtype) == (row.problem, row.model, row.grid, row.n, row.dtype):
             return r.ms
     return None
 
 
 def markdown_table(rows: list[Row]) -> str:
     """The results as a Markdown table; speedup = pykan's ms / this row's ms (same case)."""
-    lines = ["| model | G | N | dtype | path | ms/eval | peak MB | speedup vs pykan |", "|" + "---|" * 8]
+    lines = ["| problem | model | G | N | dtype | path | ms/eval | peak MB | speedup vs pykan |", "|" + "---|" * 9]
     for r in rows:
         pk = _pykan_ms(rows, r)
         speed = f"{pk / r.ms:.1f}x" if pk and r.ms else "-"
@@ -248,7 +268,7 @@ def markdown_table(rows: list[Row]) -> str:
         if r.ms is not None and r.note:
             ms += f" ({r.note})"
         peak = f"{r.peak_mb:.1f}" if r.peak_mb is not None else "-"
-        lines.append(f"| {r.model} | {r.grid or '-'} | {r.n:,} | {r.dtype} | {r.path} | {ms} | {peak} | {speed} |")
+        lines.append(f"| {r.problem} | {r.model} | {r.grid or '-'} | {r.n:,} | {r.dtype} | {r.path} | {ms} | {peak} | {speed} |")
     return "\n".join(lines)
 
 
@@ -256,7 +276,7 @@ def headlines(rows: list[Row]) -> list[str]:
     """The ratios the issue asks for, from whatever rows were measured."""
     def ms(model, grid, n, dtype, path):
         case = (model, grid, n, dtype, path)
-        return next((r.ms for r in rows if (r.model, r.grid, r.n, r.dtype, r.path) == case), None)
+        return next((r.ms for r in rows if (r.model, r.grid, r.n, r.dtype, r.path) == case and r.problem == "poisson"), None)
 
     out = []
     for g in (5, 20):
@@ -292,29 +312,35 @@ def machine(device: torch.device) -> dict:
     from kanpde.nn import kernel
 
     built = kernel.build_info()
-    build = (f"{built.get('compiler', '?')} {built.get('compiler_version', '')} {' '.join(built.get('flags', []))}"
-             f" (-march=native = {built.get('march', '?')})" if built.get("available") else f"none ({built.get('error')})")
+    choice = built.get("choice") or {}
+    how = choice.get("how", "?") + "".join(f", {n} {ms:.2f} ms" for n, ms in choice.get("ms", {}).items())
+    build = (f"build {built.get('build')} ({how}): {built.get('compiler', '?')} {built.get('compiler_version', '')} "
+             f"{' '.join(built.get('flags', []))} (-march=native = {built.get('march', '?')})"
+             if built.get("available") else f"none ({built.get('error')})")
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
             "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "pykan": pykan,
             "kernel": build}
 
 
-def whole_run(device: torch.device) -> dict:
-    """Time one default run (`python -m kanpde` with the default config) in a scratch folder."""
-    from hydra import compose, initialize_config_module
+def kernel_step_ms(min_time: float) -> float:
+    """ms of the KAN [2,10,1] G=5, N=10,000, float64 fast evaluation with the kernel as loaded."""
+    row = Row("KAN [2,10,1]", 5, 10_000, "float64", "fast")
+    problem = build_problem({"name": "poisson", "n_interior": row.n})
+    data = move(problem.sample(torch.Generator().manual_seed(0)), torch.device("cpu"), torch.float64)
+    return measure(_step(row, problem, data, torch.device("cpu")), torch.device("cpu"), min_time)[0]
 
-    from kanpde.run import run
 
-    with initialize_config_module(config_module="kanpde.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["progress=false", f"device={device}"])
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        m = run(cfg, tmp)
-        total = time.perf_counter() - t0
-    keys = ("status", "evals", "wall_s", "rel_l2", "l2_sq", "h1_sq")
-    ms_per_eval = round(1e3 * m["wall_s"] / max(m["evals"], 1), 2)
-    return {"total_s": round(total, 2), **{k: m.get(k) for k in keys}, "ms_per_eval": ms_per_eval}
+def mlp_floors(rows: list[Row], device: torch.device) -> list[str]:
+    """Headlines: each measured Poisson MLP fast row at N = 10,000 against its matmul floor
+    (`speed.mlp_matmul_floor`; 4 rows per point: value, 2 gradient components, the Laplacian)."""
+    out = []
+    for r in rows:
+        if r.model.startswith("MLP") and r.path == "fast" and r.ms is not None and r.n == 10_000 and r.problem == "poisson":
+            floor = speed.mlp_matmul_floor(WIDTHS[r.model], r.n, 4, DTYPES[r.dtype], device)
+            out.append(f"{r.model} fast, N={r.n:,}, {r.dtype}: {r.ms:.1f} ms, its matmul floor {floor['ms']:.1f} ms "
+                       f"({floor['gflop']} GFLOP at {floor['gflops']} GFLOP/s): {r.ms / floor['ms']:.2f}x the floor")
+    return out
 
 
 def plot(rows: list[Row], path: Path, dtype: str) -> None:
@@ -326,7 +352,7 @@ def plot(rows: list[Row], path: Path, dtype: str) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
     style = {"fast": "o-", "torch": "d-", "autograd": "s--", "compiled": "^-.", "pykan": "x:"}
-    done = [r for r in rows if r.ms is not None and r.dtype == dtype and r.note != EXTRA_NOTE]
+    done = [r for r in rows if r.ms is not None and r.dtype == dtype and r.note != EXTRA_NOTE and r.problem == "poisson"]
     models = sorted({(r.model, r.grid or 0) for r in done})  # one colour per model, one line style per path
     for (model, grid, p), group in itertools.groupby(sorted(done, key=lambda r: (r.model, r.grid or 0, r.path, r.n)),
                                                      key=lambda r: (r.model, r.grid or 0, r.path)):
@@ -386,6 +412,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, torch.device
     p.add_argument("--no-run", action="store_true", help="leave out the whole default run")
     p.add_argument("--compile", action="store_true", help="also time the fast path through torch.compile")
     p.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's)")
+    p.add_argument("--builds", action="store_true", help="also time every kernel flag set (compiles the missing ones)")
     args = p.parse_args(argv)
     from kanpde.run import resolve_device
     from kanpde.validate import ConfigError
@@ -408,7 +435,9 @@ def write_results(out: Path, label: str, report: dict, rows: list[Row], plot_dty
           *[f"- {h}" for h in report["headlines"]], "",
           "## ms per loss + gradient evaluation (median) and peak tensor memory", "", table, ""]
     if run_info:
-        md += ["## Whole default Poisson run", "", ", ".join(f"{k}={v}" for k, v in run_info.items()), ""]
+        md += ["## Whole default Poisson run", ""]
+        md += [f"- {label}: " + ", ".join(f"{k}={v}" for k, v in one.items())
+               for label, one in run_info.items() if isinstance(one, dict)] + [""]
     md += ["Method: " + " ".join(" ".join(__doc__.split("\n\n")[2:]).split()), ""]
     paths = [out / f"{label}-{date}.md", out / f"{label}.csv", out / f"{label}-{date}.json", out / f"{label}-time.png"]
     paths[0].write_text("\n".join(md))
@@ -433,13 +462,26 @@ def main(argv: list[str] | None = None) -> None:
     print(command + "\n" + "  ".join(f"{k}: {v}" for k, v in info.items()), flush=True)
     rows = make_rows(args.sizes, args.dtypes, not args.no_pykan, args.compile)
     benchmark(rows, device, 0.3 if args.quick else 1.0, log=lambda s: print(s, flush=True))
-    run_info = None if args.no_run else whole_run(device)
-    heads = headlines(rows)
+    heads = headlines(rows) + mlp_floors(rows, device)
+    builds = None
+    if args.builds and device.type == "cpu" and kernel.build_info()["available"]:
+        builds = speed.kernel_builds(lambda: kernel_step_ms(0.3 if args.quick else 1.0))
+        chosen = next((b for b in builds if b["chosen"]), None)
+        heads.append("kernel builds, KAN [2,10,1] G=5, N=10,000, float64 fast: "
+                     + ", ".join(f"{b['build']} {b['ms']:.2f} ms" if b["ms"] else f"{b['build']} failed" for b in builds)
+                     + (f"; chosen {chosen['build']}: {chosen['vs_fastest']:.2f}x the fastest" if chosen else ""))
+    run_info = None if args.no_run else speed.whole_runs(device, args.threads or 0)
+    if run_info and "ratio" in run_info:
+        heads.append(f"default run: {run_info['idle']['total_s']} s idle ({run_info['idle']['threads']} threads), "
+                     f"{run_info['beside_one']['total_s']} s beside one CPU-bound process "
+                     f"({run_info['beside_one']['threads']} threads): {run_info['ratio']}x")
     print("\n" + markdown_table(rows) + "\n\n" + "\n".join(heads))
     if run_info:
-        print("whole default Poisson run: " + ", ".join(f"{k}={v}" for k, v in run_info.items()))
+        for label, one in run_info.items():
+            if isinstance(one, dict):
+                print(f"whole default Poisson run, {label}: " + ", ".join(f"{k}={v}" for k, v in one.items()))
     report = {"command": command, "date": datetime.date.today().isoformat(), "machine": info,
-              "headlines": heads, "whole_run": run_info}
+              "headlines": heads, "whole_run": run_info, "kernel_builds": builds}
     paths = write_results(Path(args.out), device.type, report, rows, args.dtypes[0])
     print("\nwritten: " + ", ".join(map(str, paths)))
 

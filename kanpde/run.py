@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import platform
 import time
 import traceback
@@ -22,6 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from kanpde import cores
 from kanpde.nn import kernel
 from kanpde.interpret.discover import Settings
 from kanpde.interpret.discover import interpret as interpret_run
@@ -110,6 +112,9 @@ def run(cfg, out_dir: str | Path) -> dict:
 def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn.Module, object]:
     """`run`, also returning the trained model and the problem (with its recovered unknowns).
 
+    Torch's thread count is the run's (`threads`; 0: the free cores, `kanpde.cores`) while it
+    runs, and what it was before once it returns or fails.
+
     Args:
         cfg: the composed config.
         out_dir: the run folder.
@@ -119,6 +124,14 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
     Returns:
         (metrics, model, problem).
     """
+    previous = torch.get_num_threads()
+    try:
+        return _solve_config(cfg, out_dir, problem)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Module, object]:
     cfg = _as_dict(cfg)
     for key in cfg:
         if key not in TOP_KEYS:
@@ -154,8 +167,9 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
     interpret.check_target(model, problem)
     model = model.to(device)
 
-    if threads:  # after every check: a config that fails leaves the process as it was
-        torch.set_num_threads(threads)
+    # after every check: a config that fails leaves the process as it was
+    threads_how = "set" if threads else "free cores"
+    torch.set_num_threads(threads or cores.auto_threads())
     out = Path(out_dir)
     if resume:
         done = _check_resumable(out, cfg)
@@ -172,11 +186,13 @@ def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn
         **({"variables": list(problem.variables), "outputs": list(problem.outputs)}
            if hasattr(problem, "outputs") else {}),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "threads": torch.get_num_threads(), "threads_from": threads_how,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "libgomp default"),
         "cpu": _cpu_model(),
     }
-    if summary["kernel"]:  # which build of the kernel ran: what -march=native resolved to
+    if summary["kernel"]:  # which build of the kernel ran: its flags, what -march=native resolved to
         info = kernel.build_info()
-        summary["kernel_build"] = {k: info.get(k) for k in ("march", "compiler_version", "path")}
+        summary["kernel_build"] = {k: info.get(k) for k in ("build", "march", "compiler_version", "path")}
     t0 = time.perf_counter()
     tried = []
     try:

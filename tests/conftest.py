@@ -42,6 +42,7 @@ SHRINK = [
     "eval_mesh=5",
     "progress=false",
     "device=cpu",
+    "threads=1",  # not 0 (free cores): tiny tensors, see _one_thread
     TINY_STAGES,
 ]
 

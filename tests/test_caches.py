@@ -4,6 +4,7 @@ two processes asking for the same file at once make it once and both get it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from kanpde import cache, chains
-from kanpde.nn import build
+from kanpde.nn import build, tuning
 
 CHAIN = dict(model="gaam", n_hamiltonians=3, n_sites=12, seed=1, progress=False)
 
@@ -270,8 +271,11 @@ def test_kernel_library_rebuilds_bad_files(tmp_path, monkeypatch, caplog, good_l
     library, a library without the kernel's entry points and one reporting another build key are
     each reported and rebuilt (the compile replaced by a copy of the good library)."""
     monkeypatch.setenv("KANPDE_CACHE", str(tmp_path))
-    build_key = build.key(build.describe())
-    path = build.library_path(build.describe())
+    from kanpde.nn import kernel
+
+    name = kernel.build_info()["build"]  # the candidate good_library was built as
+    build_key = build.key(build.describe(name=name))
+    path = build.library_path(build.describe(name=name))
     good = good_library.read_bytes()
     if how == "truncated_half":
         path.write_bytes(good[: len(good) // 2])
@@ -286,13 +290,13 @@ def test_kernel_library_rebuilds_bad_files(tmp_path, monkeypatch, caplog, good_l
         _tiny_library(path, 'extern "C" const char* kan_jet_build_key() { return "%s"; }' % ("0" * 64))
     calls = []
     monkeypatch.setattr(build, "compile_library",
-                        lambda cxx, out, k: calls.append(k) or shutil.copyfile(good_library, out))
+                        lambda cxx, out, k, flags: calls.append(k) or shutil.copyfile(good_library, out))
     with caplog.at_level(logging.WARNING):
-        lib, info = build.build()
+        lib, info = build.build(name)
     assert calls == [build_key] and info["compiled"] and info["path"] == str(path)
     assert f"kernel library {path} is invalid" in caplog.text
     assert lib.kan_jet_build_key() == build_key.encode() and path.read_bytes() == good
-    lib, info = build.build()  # now read from the cache
+    lib, info = build.build(name)  # now read from the cache
     assert calls == [build_key] and not info["compiled"] and lib.kan_jet_build_key() == build_key.encode()
     assert _cache_files(tmp_path) == [path]
     assert build.elf_problem(good_library) is None
@@ -301,20 +305,28 @@ def test_kernel_library_rebuilds_bad_files(tmp_path, monkeypatch, caplog, good_l
 def _kernel_worker(start, results):
     start.wait()
     try:
-        lib, info = build.build()  # what kernel.library() calls, without importing torch here
+        lib, info = tuning.build_chosen()  # what kernel.library() calls, without importing torch
         info["available"], info["error"] = lib.kan_jet_build_key() == info["key"].encode(), None
+        info["how"] = info["choice"]["how"]
     except Exception as exc:  # noqa: BLE001 - reported to the test
         info = {"available": False, "error": repr(exc)}
-    results.put({k: info.get(k) for k in ("available", "compiled", "path", "error", "key")})
+    results.put({k: info.get(k) for k in ("available", "how", "path", "error", "key", "build")})
 
 
-def test_kernel_two_processes_build_one_library(tmp_path, monkeypatch, good_library):
-    """Two processes wanting the kernel in an empty cache folder at once: one compiles (for real,
-    ~10 s), the other waits and loads its library."""
+def test_kernel_two_processes_build_and_choose_once(tmp_path, monkeypatch, good_library):
+    """Two processes wanting the kernel in an empty cache folder at once: one compiles the timed
+    candidates (for real, in parallel, ~25 s), times them and stores its choice; the other waits
+    and loads the chosen library."""
     monkeypatch.setenv("KANPDE_CACHE", str(tmp_path))
+    monkeypatch.delenv(tuning.ENV, raising=False)
     got = _run_two(_kernel_worker)
     assert [g["available"] for g in got] == [True, True], [g["error"] for g in got]
-    assert sorted(g["compiled"] for g in got) == [False, True]
-    assert got[0]["path"] == got[1]["path"] and _cache_files(tmp_path) == [Path(got[0]["path"])]
+    assert sorted(g["how"] for g in got) == ["cached", "measured"]
+    assert got[0]["path"] == got[1]["path"] and got[0]["build"] in tuning.TIMED
+    choice = json.loads(tuning.choice_path(build.describe()).read_text())
+    assert choice["build"] == got[0]["build"] and sorted(choice["ms"]) == sorted(tuning.TIMED)
+    assert choice["ms"][choice["build"]] == min(choice["ms"].values())
+    libraries = [build.library_path(build.describe(name=n)) for n in tuning.TIMED]
+    assert _cache_files(tmp_path) == sorted([*libraries, tuning.choice_path(build.describe())])
     lib = build.load(got[0]["path"], got[0]["key"])
     assert lib.kan_jet_build_key() == got[0]["key"].encode()

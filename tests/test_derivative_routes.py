@@ -237,6 +237,44 @@ def test_torch_layer_jet_equals_kernel(order):
 
 
 @needs_kernel
+@pytest.mark.parametrize("mode, d", [("laplacian", 2), ("diag", 3), ("full", 3), ("full", 1), ("none", 2)])
+def test_kernel_forms_m2_by_the_mode(mode, d):
+    """With the mode in place of m2 the kernel forms dh^T Q_p dh itself: the same jet, and the
+    same gradients (dh's now including the path through m2), as forming it in torch ops first;
+    gradcheck holds on that route too."""
+    from kanpde.nn.derivatives import pairs, quadratic
+
+    p = {"none": 0, "laplacian": 1}.get(mode, len(pairs(mode, d)))
+    args, knots = layer_inputs(30, 3, 2, 4, 3, d=d, p=p, seed=d + p)
+    args = [a.requires_grad_() for a in args]
+    x, dh, d2h, _, coef, wb = args
+    formed = kernel.layer_jet(x, dh, d2h, mode, coef, wb, knots, 3)
+    given = kernel.layer_jet(x, dh, d2h, quadratic(dh, mode), coef, wb, knots, 3)
+    weights = [torch.randn(t.shape, generator=gen(3), dtype=F64) for t in given]
+    grads = [torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, outs)), (x, dh, d2h, coef, wb))
+             for outs in (formed, given)]
+    for got, ref in zip([*formed, *grads[0]], [*given, *grads[1]]):
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12 * max([1.0, *ref.detach().abs().flatten().tolist()]))
+    small, knots = layer_inputs(4, 2, 2, 3, 3, d, p, seed=1)
+    small = [a.requires_grad_() for a in small]
+
+    def f(x, dh, d2h, coef, wb):
+        return kernel.layer_jet(x, dh, d2h, mode, coef, wb, knots, 3)
+
+    inputs = (small[0], small[1], small[2], small[4], small[5])
+    assert gradcheck(f, inputs, eps=1e-6, atol=1e-7) and gradgradcheck(f, inputs, eps=1e-6, atol=1e-6)
+
+
+@needs_kernel
+def test_layer_jet_refuses_a_mode_that_does_not_match_the_channels():
+    args, knots = layer_inputs(4, 2, 2, 3, 3, d=2, p=2, seed=0)
+    with pytest.raises(ValueError, match="2 second-derivative channels do not match mode 'laplacian' with d = 2"):
+        kernel.layer_jet(args[0], args[1], args[2], "laplacian", *args[4:], knots, 3)
+    with pytest.raises(ValueError, match="second-derivative mode 'hessian' is not one of"):
+        kernel.layer_jet(args[0], args[1], args[2], "hessian", *args[4:], knots, 3)
+
+
+@needs_kernel
 @pytest.mark.parametrize("d,p,needed", [
     (2, 1, (True,) * 6),                           # a jet, every input differentiable
     (0, 0, (True, False, False, False, True, True)),  # the plain forward

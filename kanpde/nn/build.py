@@ -1,7 +1,8 @@
 """Building and loading the C++ kernel's shared library (`csrc/kan_jet.cpp`, used by `kernel.py`).
 
-The library is compiled with `-march=native`, so it is only valid on CPUs with the instruction set
-it was compiled for; the cache folder (`$KANPDE_CACHE`, else `~/.cache/kanpde`) may be shared by
+The library is compiled in one of a few flag sets (`CANDIDATES`: `-march=native`, the same with
+scalar loops, ...; `kanpde.nn.tuning` picks one by timing them on this CPU), each only valid on
+CPUs with the instruction set it was compiled for; the cache folder (`$KANPDE_CACHE`, else `~/.cache/kanpde`) may be shared by
 machines with different CPUs (an NFS home on a cluster). Its file name therefore carries a key of
 everything the binary depends on (`describe`): the source, the compiler and its version, the flags,
 and what `-march=native` resolves to on this CPU. The key is also compiled into the library
@@ -29,8 +30,33 @@ from pathlib import Path
 from kanpde.cache import load_or_make
 
 SOURCE = Path(__file__).with_name("csrc") / "kan_jet.cpp"
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+COMMON = ["-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+# Candidate target flags, by name. Which one is fastest depends on the CPU, not only on its
+# instruction set: on one Intel Xeon (AVX-512) the vectorised native build ran 2.5x slower than
+# the same source with scalar loops or built for SSE4.2 only, on an AMD EPYC they were close.
+CANDIDATES = {
+    "native": ["-O3", "-march=native"],
+    "native-scalar": ["-O3", "-march=native", "-fno-tree-vectorize"],
+    "native-128": ["-O3", "-march=native", "-mprefer-vector-width=128"],
+    "x86-64-v2": ["-O3", "-march=x86-64-v2"],
+}
+X86_ONLY = ("native-128", "x86-64-v2")
 ENTRY_POINTS = tuple(f"kan_jet_{step}_{suffix}" for step in ("forward", "backward") for suffix in ("f64", "f32"))
+
+
+def flags(name: str) -> list[str]:
+    """The full compiler flags of candidate `name` (a key of CANDIDATES)."""
+    return [*CANDIDATES[name], *COMMON]
+
+
+def candidates() -> list[str]:
+    """The candidate names that can be built for this machine: all on x86-64 CPUs with SSE4.2 and
+    POPCNT (x86-64-v2), else those without x86-only flags."""
+    names = list(CANDIDATES)
+    here = set(cpu()["flags"])
+    if platform.machine().lower() not in ("x86_64", "amd64") or not {"sse4_2", "popcnt"} <= here:
+        names = [n for n in names if n not in X86_ONLY]
+    return names
 
 
 def compiler() -> str:
@@ -122,8 +148,9 @@ def parse_native(verbose: str) -> dict:
     return info
 
 
-def describe(cxx: str | None = None) -> dict:
-    """Everything the library's binary depends on; its SHA-256 is the cache key (`key`).
+def describe(cxx: str | None = None, name: str = "native") -> dict:
+    """Everything the library's binary for candidate `name` depends on; its SHA-256 is the cache
+    key (`key`). Without "flags" (`for_cpu`), what the choice among candidates is made for.
 
     The instruction set enters as the compiler's resolution of `-march=native` (`native`), the
     most exact key: it is literally what the build depends on, so two CPUs share a library exactly
@@ -138,9 +165,14 @@ def describe(cxx: str | None = None) -> dict:
     resolved, here = native(cxx), cpu()
     return {"source_sha256": hashlib.sha256(SOURCE.read_bytes()).hexdigest(), "compiler": cxx,
             "compiler_version": resolved["version"], "compiler_target": resolved["target"],
-            "flags": list(FLAGS), "machine": platform.machine(), "cpu_model": here["model"],
+            "flags": flags(name), "machine": platform.machine(), "cpu_model": here["model"],
             "march": resolved["march"], "mtune": resolved["mtune"],
             "isa": list(resolved["options"]) if resolved["march"] else ["cpuinfo", *here["flags"]]}
+
+
+def for_cpu(description: dict) -> dict:
+    """`description` without its flags: the CPU, compiler and source a choice of flags is for."""
+    return {k: v for k, v in description.items() if k != "flags"}
 
 
 def key(description: dict) -> str:
@@ -216,30 +248,31 @@ def load(path: str | Path, build_key: str) -> ctypes.CDLL:
     return lib
 
 
-def compile_library(cxx: str, out: Path, build_key: str) -> None:
-    """Compile SOURCE into the shared library `out`, with `build_key` compiled in; raises
-    subprocess.CalledProcessError (its stderr holds the compiler's message) on failure."""
-    subprocess.run([cxx, *FLAGS, f'-DKANPDE_BUILD_KEY="{build_key}"', str(SOURCE), "-o", str(out)],
+def compile_library(cxx: str, out: Path, build_key: str, flags: list[str]) -> None:
+    """Compile SOURCE with `flags` into the shared library `out`, with `build_key` compiled in;
+    raises subprocess.CalledProcessError (its stderr holds the compiler's message) on failure."""
+    subprocess.run([cxx, *flags, f'-DKANPDE_BUILD_KEY="{build_key}"', str(SOURCE), "-o", str(out)],
                    check=True, capture_output=True, text=True)
 
 
-def build() -> tuple[ctypes.CDLL, dict]:
-    """The kernel library for this CPU and compiler, from the cache or compiled (~10 s) into it.
+def build(name: str = "native") -> tuple[ctypes.CDLL, dict]:
+    """The kernel library of candidate `name` for this CPU and compiler, from the cache or compiled
+    (~10 s) into it. (`kanpde.nn.tuning.build` first chooses the candidate.)
 
     Returns:
-        (library, info): info is `describe()` plus "path", "key" and "compiled" (whether this call
-        compiled it).
+        (library, info): info is `describe()` plus "build" (the name), "path", "key" and
+        "compiled" (whether this call compiled it).
 
     Raises:
         Exception: no compiler, a failed compile, an unwritable cache folder, ...
     """
     cxx = compiler()
-    description = describe(cxx)
+    description = describe(cxx, name)
     build_key, path = key(description), library_path(description)
 
     def make(tmp: Path) -> ctypes.CDLL:
-        compile_library(cxx, tmp, build_key)
+        compile_library(cxx, tmp, build_key, description["flags"])
         return load(tmp, build_key)  # check before it is published; the mapping survives the rename
 
     lib, compiled = load_or_make(path, lambda p: load(p, build_key), make, what="kernel library")
-    return lib, {**description, "path": str(path), "key": build_key, "compiled": compiled}
+    return lib, {**description, "build": name, "path": str(path), "key": build_key, "compiled": compiled}

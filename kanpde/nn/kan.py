@@ -246,12 +246,12 @@ class KANLayer(nn.Module):
         base_weight, coef = self.effective_weights()
         x = h.value
         n, d, p = x.shape[0], h.grad.shape[-1], h.second.shape[-1]
+        if self._kernel(x, d, p):  # fused CPU kernel: the same sums in one pass, m2 formed inside
+            value, grad, second = kernel.layer_jet(x, h.grad, h.second, h.mode if p else "none", coef,
+                                                   base_weight, self.knots, self.order)
+            return Jet(value + self.bias, grad, second, h.mode)
         if p:  # multiplier of phi'' per input and channel: (N, n_in, P)
             m2 = quadratic(h.grad, h.mode)
-        if self._kernel(x, d, p):  # fused CPU kernel: the same sums in one pass
-            value, grad, second = kernel.layer_jet(x, h.grad, h.second, m2 if p else h.second, coef,
-                                                   base_weight, self.knots, self.order)
-            return Jet(value + self.bias, grad.transpose(1, 2), second.transpose(1, 2), h.mode)
         if self._per_edge(n, 1 + d + p):
             e = self._spline_jet(x, 2 if p else 1, base_weight, coef)  # (R, N, n_in, n_out)
             value = e[0].sum(dim=1) + self.bias

@@ -7,12 +7,13 @@ are zero at every point. The kernel visits each (point, input) once, touches onl
 non-zero bases of its cell, and keeps the temporaries in registers and L1.
 
 The source is compiled on first use with the system C++ compiler (`c++ -O3 -march=native
--fopenmp`, about 10 s) into a cache folder (`$KANPDE_CACHE`, else `~/.cache/kanpde`), keyed by the
-source, the compiler and the instruction set `-march=native` resolves to, and loaded with ctypes
-(`kanpde.nn.build`; `build_info()` says what was loaded); no torch headers are needed. Where it
-cannot be used (no compiler, CUDA tensors, non-uniform knots, other dtypes than float32/64, inside
-torch.compile or a torch.func transform, with `KANPDE_KERNEL=0` or the run setting
-`kernel: false`), `KANLayer` uses its torch path: same results.
+-fopenmp` and a few other flag sets, in parallel, about 20 s; the fastest on this CPU is kept,
+`kanpde.nn.tuning`) into a cache folder (`$KANPDE_CACHE`, else `~/.cache/kanpde`), keyed by the
+source, the compiler, the flags and the instruction set `-march=native` resolves to, and loaded
+with ctypes (`kanpde.nn.build`; `build_info()` says what was loaded); no torch headers are needed.
+Where it cannot be used (no compiler, CUDA tensors, non-uniform knots, other dtypes than
+float32/64, inside torch.compile or a torch.func transform, with `KANPDE_KERNEL=0` or the run
+setting `kernel: false`), `KANLayer` uses its torch path: same results.
 
 The C++ backward is first order. A backward that builds a graph (`create_graph=True`: a
 derivative of the model taken by autograd and then differentiated again, as a Neumann loss or
@@ -31,7 +32,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from kanpde.nn import build
+from kanpde.nn import build, tuning
 from kanpde.nn.bspline import cell_polynomials, power_jet
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def library() -> ctypes.CDLL | None:
     if not _tried:
         _tried = True
         try:
-            _lib, _info = build.build()
+            _lib, _info = tuning.build_chosen()
             _info = {"available": True, **_info, "error": None}
         except Exception as exc:  # no compiler, no writable cache, no home folder...: torch path
             detail = getattr(exc, "stderr", "") or str(exc)
@@ -71,12 +72,26 @@ def library() -> ctypes.CDLL | None:
     return _lib
 
 
+@contextmanager
+def using(lib: ctypes.CDLL, info: dict) -> Iterator[None]:
+    """Within the block, run the kernel from `lib` (another build, for side-by-side timing)."""
+    global _lib, _info
+    library()
+    old = _lib, _info
+    _lib, _info = lib, {"available": True, **info, "error": None}
+    try:
+        yield
+    finally:
+        _lib, _info = old
+
+
 def build_info() -> dict:
     """What `library()` loaded (building it if no call has yet), for run records and benchmarks.
 
     Returns:
         {"available": bool, "error": None or why not, and when the probes ran: "path" (the cached
-        library), "compiled" (whether this process compiled it), "key", "compiler",
+        library), "compiled" (whether this process compiled it), "build" (the candidate flag set)
+        and "choice" (how it was chosen, the timings: `kanpde.nn.tuning.choose`), "key", "compiler",
         "compiler_version", "flags", "march" and "mtune" (what -march=native resolved to),
         "isa" (the resolved target options), "cpu_model", ... (see `kanpde.nn.build.describe`)}.
     """
@@ -124,17 +139,19 @@ class _LayerJet(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, dh, d2h, m2, coef, wb, t0, h, order):
+    def forward(ctx, x, dh, d2h, m2, coef, wb, t0, h, order, mode):
         n, n_in = x.shape
         d, p = dh.shape[-1], d2h.shape[-1]
         n_out, k_basis = coef.shape[2], coef.shape[1]
         n_cells = k_basis + order  # cells of the knot span: G + 2k = (G + k) + k
-        dims = torch.tensor([n, n_in, n_out, k_basis, n_cells, order, d, p], dtype=torch.int64)
-        outs = (x.new_empty(n, n_out), x.new_empty(n, d, n_out), x.new_empty(n, p, n_out))
+        code = _MODES[mode]
+        dims = torch.tensor([n, n_in, n_out, k_basis, n_cells, order, d, p, code], dtype=torch.int64)
+        outs = (x.new_empty(n, n_out), x.new_empty(n, n_out, d), x.new_empty(n, n_out, p))
         fn = getattr(library(), f"kan_jet_forward_{_SUFFIX[x.dtype]}")
-        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2, coef, wb, t0, h, *outs)), ctypes.c_int(torch.get_num_threads()))
+        m2_arg = m2 if code == 0 else d2h  # not read unless given
+        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2_arg, coef, wb, t0, h, *outs)), ctypes.c_int(torch.get_num_threads()))
         ctx.save_for_backward(x, dh, d2h, m2, coef, wb, t0, h, dims)
-        ctx.order = order
+        ctx.order, ctx.mode = order, mode
         return outs
 
     @staticmethod
@@ -143,27 +160,34 @@ class _LayerJet(torch.autograd.Function):
         inputs = (x, dh, d2h, m2, coef, wb)
         n, n_out = x.shape[0], coef.shape[2]
         gouts = [x.new_zeros(shape) if g is None else g.contiguous()
-                 for g, shape in ((gval, (n, n_out)), (ggrad, (n, dh.shape[-1], n_out)), (gsec, (n, d2h.shape[-1], n_out)))]
+                 for g, shape in ((gval, (n, n_out)), (ggrad, (n, n_out, dh.shape[-1])), (gsec, (n, n_out, d2h.shape[-1])))]
         # Grad mode is on inside backward exactly under create_graph=True; the result then has to
         # be differentiable, which the C++ backward is not.
         if torch.is_grad_enabled():
-            return (*_torch_vjp(inputs, gouts, t0, h, ctx.order, ctx.needs_input_grad), None, None, None)
+            return (*_torch_vjp(inputs, gouts, t0, h, ctx.order, ctx.mode, ctx.needs_input_grad), None, None, None, None)
         grads = [torch.empty_like(t) for t in inputs]
+        given = ctx.mode == GIVEN
         fn = getattr(library(), f"kan_jet_backward_{_SUFFIX[x.dtype]}")
-        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2, coef, wb, t0, h, *gouts, *grads)),
-           ctypes.c_int(torch.get_num_threads()))
-        return (*grads, None, None, None)
+        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2 if given else d2h, coef, wb, t0, h, *gouts, *grads[:3])),
+           _ptr(grads[3] if given else grads[2]), *map(_ptr, grads[4:]), ctypes.c_int(torch.get_num_threads()))
+        return (*grads[:3], grads[3] if given else None, *grads[4:], None, None, None, None)
+
+
+GIVEN = "given"  # m2 passed in; otherwise formed from dh by the second-derivative mode
+_MODES = {GIVEN: 0, "laplacian": 1, "diag": 2, "full": 3, "none": 1}  # none: P = 0, nothing formed
 
 
 def _torch_vjp(inputs: tuple[Tensor, ...], gouts: list[Tensor], t0: Tensor, h: Tensor, order: int,
-               needed: tuple[bool, ...]) -> list[Tensor | None]:
+               mode: str, needed: tuple[bool, ...]) -> list[Tensor | None]:
     """The kernel's vector-Jacobian product as a differentiable graph, from `torch_layer_jet`.
 
     Args:
-        inputs: (x, dh, d2h, m2, coef, wb), shapes as in `layer_jet`.
-        gouts: gradients of (value (N, n_out), grad (N, d, n_out), second (N, P, n_out)).
+        inputs: (x, dh, d2h, m2, coef, wb), shapes as in `layer_jet` (m2 a placeholder unless
+            mode is GIVEN).
+        gouts: gradients of (value (N, n_out), grad (N, n_out, d), second (N, n_out, P)).
         t0, h: (n_in,) first knot and spacing.
         order: k.
+        mode: GIVEN or the second-derivative mode m2 is formed by.
         needed: `ctx.needs_input_grad`, whose first six entries match `inputs`.
 
     Returns:
@@ -172,7 +196,10 @@ def _torch_vjp(inputs: tuple[Tensor, ...], gouts: list[Tensor], t0: Tensor, h: T
     """
     wanted = [t for t, need in zip(inputs, needed) if need]
     with torch.enable_grad():
-        outs = torch_layer_jet(*inputs, t0, h, order)
+        x, dh, d2h, m2, coef, wb = inputs
+        if mode != GIVEN:
+            m2 = _quadratic(dh, mode)
+        outs = torch_layer_jet(x, dh, d2h, m2, coef, wb, t0, h, order)
         # An output none of `wanted` feeds (value when only dh needs a gradient) has no graph.
         live = [(o, g) for o, g in zip(outs, gouts) if o.requires_grad]
         grads = iter(torch.autograd.grad([o for o, _ in live], wanted, [g for _, g in live],
@@ -183,6 +210,13 @@ def _torch_vjp(inputs: tuple[Tensor, ...], gouts: list[Tensor], t0: Tensor, h: T
 
 def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
+
+
+def _quadratic(dh: Tensor, mode: str) -> Tensor:
+    """m2 = dh^T Q_p dh of a second-derivative mode (`derivatives.quadratic`): (N, n_in, P)."""
+    from kanpde.nn.derivatives import quadratic  # lazy: derivatives imports this module
+
+    return quadratic(dh, mode)
 
 
 def torch_layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor, coef: Tensor, base_weight: Tensor,
@@ -205,18 +239,18 @@ def torch_layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor, coef: Tensor
         order: k, >= 1.
 
     Returns:
-        value (N, n_out) sum_i phi_io; grad (N, d, n_out) sum_i phi'_io dh_ia;
-        second (N, P, n_out) sum_i phi'_io d2h_ip + phi''_io m2_ip.
+        value (N, n_out) sum_i phi_io; grad (N, n_out, d) sum_i phi'_io dh_ia;
+        second (N, n_out, P) sum_i phi'_io d2h_ip + phi''_io m2_ip.
     """
     n, d, p, n_out = x.shape[0], dh.shape[-1], d2h.shape[-1], coef.shape[2]
     # Only the derivatives some channel uses: the plain forward (d = P = 0) needs none, and each
     # one more makes the double backward of nested autograd dearer.
     phi = _edge_jet(x, coef, base_weight, t0, h, order, 2 if p else 1 if d else 0)  # (R, N, n_in, n_out)
     value = phi[0].sum(dim=1)
-    grad = torch.einsum("nio,nia->nao", phi[1], dh) if d else x.new_zeros(n, 0, n_out)
+    grad = torch.einsum("nio,nia->noa", phi[1], dh) if d else x.new_zeros(n, n_out, 0)
     if not p:
-        return value, grad, x.new_zeros(n, 0, n_out)
-    second = torch.einsum("nio,nip->npo", phi[1], d2h) + torch.einsum("nio,nip->npo", phi[2], m2)
+        return value, grad, x.new_zeros(n, n_out, 0)
+    second = torch.einsum("nio,nip->nop", phi[1], d2h) + torch.einsum("nio,nip->nop", phi[2], m2)
     return value, grad, second
 
 
@@ -238,7 +272,7 @@ def _edge_jet(x: Tensor, coef: Tensor, base_weight: Tensor, t0: Tensor, h: Tenso
     return silu.unsqueeze(-1) * base_weight + spline
 
 
-def layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor, coef: Tensor, base_weight: Tensor,
+def layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor | str, coef: Tensor, base_weight: Tensor,
               knots: Tensor, order: int) -> tuple[Tensor, Tensor, Tensor]:
     """Sums over inputs of every edge function's jet, on uniform knots (bias not included).
 
@@ -249,19 +283,27 @@ def layer_jet(x: Tensor, dh: Tensor, d2h: Tensor, m2: Tensor, coef: Tensor, base
         x: (N, n_in) layer inputs.
         dh: (N, n_in, d) their gradients.
         d2h: (N, n_in, P) their second-derivative channels.
-        m2: (N, n_in, P) dh^T Q_p dh per channel (`kanpde.nn.derivatives.quadratic`).
+        m2: (N, n_in, P) dh^T Q_p dh per channel (`kanpde.nn.derivatives.quadratic`), or the
+            second-derivative mode ("laplacian", "diag", "full", "none") to form it from dh
+            inside the kernel, saving the torch ops of forming it and of its backward.
         coef: (n_in, G+k, n_out) spline coefficients (effective: masked).
         base_weight: (n_in, n_out) silu weights (effective).
         knots: (n_in, G+2k+1) uniform knots.
         order: k, 1..7.
 
     Returns:
-        value (N, n_out) sum_i phi_io; grad (N, d, n_out) sum_i phi'_io dh_ia;
-        second (N, P, n_out) sum_i phi'_io d2h_ip + phi''_io m2_ip.
+        value (N, n_out) sum_i phi_io; grad (N, n_out, d) sum_i phi'_io dh_ia;
+        second (N, n_out, P) sum_i phi'_io d2h_ip + phi''_io m2_ip.
     """
     t0 = knots[:, 0].contiguous()
     h = (knots[:, 1] - knots[:, 0]).contiguous()
+    mode, m2 = (m2, d2h.new_empty(0)) if isinstance(m2, str) else (GIVEN, m2)
+    if mode not in _MODES:
+        raise ValueError(f"second-derivative mode {mode!r} is not one of {tuple(_MODES)[1:]}")
+    d, p = dh.shape[-1], d2h.shape[-1]
+    if mode != GIVEN and p != {"none": 0, "laplacian": 1, "diag": d, "full": d * (d + 1) // 2}[mode]:
+        raise ValueError(f"{p} second-derivative channels do not match mode {mode!r} with d = {d}")
     if under_functorch():
-        return torch_layer_jet(x, dh, d2h, m2, coef, base_weight, t0, h, order)
+        return torch_layer_jet(x, dh, d2h, m2 if mode == GIVEN else _quadratic(dh, mode), coef, base_weight, t0, h, order)
     args = [t.contiguous() for t in (x, dh, d2h, m2, coef, base_weight)]
-    return _LayerJet.apply(*args, t0, h, order)
+    return _LayerJet.apply(*args, t0, h, order, mode)

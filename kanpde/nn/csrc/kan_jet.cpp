@@ -4,16 +4,19 @@
 //   x    (N, n_in)         layer inputs
 //   dh   (N, n_in, d)      their input gradients
 //   d2h  (N, n_in, P)      their second-derivative channels
-//   m2   (N, n_in, P)      dh^T Q_p dh, the chain rule's quadratic term
+//   m2   (N, n_in, P)      dh^T Q_p dh, the chain rule's quadratic term: given (mode 0) or
+//                          computed here from dh (mode 1 "laplacian" |dh|^2, 2 "diag" dh_a^2,
+//                          3 "full" dh_a dh_b for a <= b), so that no torch op forms it
 //   coef (n_in, K, n_out)  spline coefficients, K = G + k
 //   wb   (n_in, n_out)     base (silu) weights
 //   t0, h (n_in)           first knot and knot spacing per input
-//   val  (N, n_out), grad (N, d, n_out), sec (N, P, n_out)   outputs
+//   val  (N, n_out), grad (N, n_out, d), sec (N, n_out, P)   outputs, laid out like the next
+//                          layer's x, dh, d2h (no transpose or copy between layers)
 //
 // With phi_io the edge function of input i to output o and phi', phi'' its derivatives:
 //   val[n, o]     = sum_i phi_io(x_i)
-//   grad[n, a, o] = sum_i phi'_io(x_i) dh_ia
-//   sec[n, p, o]  = sum_i phi'_io(x_i) d2h_ip + phi''_io(x_i) m2_ip
+//   grad[n, o, a] = sum_i phi'_io(x_i) dh_ia
+//   sec[n, o, p]  = sum_i phi'_io(x_i) d2h_ip + phi''_io(x_i) m2_ip
 // Only the k + 1 bases of the cell holding x_i are non-zero, so each (n, i) touches k + 1 rows
 // of coef. A point is in cell c = floor((x - t0) / h) when 0 <= c < n_cells; outside the knot
 // span every basis is 0 (silu still counts), as in Cox-de Boor. Bases whose index falls outside
@@ -39,8 +42,40 @@ constexpr int MAX_P = MAX_D * (MAX_D + 1) / 2;
 
 struct Shape {
   int64_t n, n_in, n_out, K, n_cells;  // K: bases per input, n_cells: cells of the knot span
-  int order, d, P;
+  int order, d, P, mode;               // mode: how m2 is had, see the layout above
 };
+
+// q[p] = m2 of one (point, input): read (mode 0) or formed from its gradient g.
+template <typename T>
+inline void quadratic(int mode, int d, int np, const T* g, const T* given, T* q) {
+  if (mode == 0) {
+    for (int p = 0; p < np; ++p) q[p] = given[p];
+  } else if (mode == 1) {
+    T s = T(0);
+    for (int a = 0; a < d; ++a) s += g[a] * g[a];
+    if (np) q[0] = s;
+  } else if (mode == 2) {
+    for (int a = 0; a < np; ++a) q[a] = g[a] * g[a];
+  } else {
+    int p = 0;
+    for (int a = 0; a < d; ++a)
+      for (int b = a; b < d && p < np; ++b) q[p++] = g[a] * g[b];
+  }
+}
+
+// gg[a] += sum_p r[p] dq_p/dg_a: the gradient through a formed m2 (modes 1-3).
+template <typename T>
+inline void quadratic_backward(int mode, int d, int np, const T* g, const T* r, T* gg) {
+  if (mode == 1) {
+    for (int a = 0; a < d && np; ++a) gg[a] += T(2) * g[a] * r[0];
+  } else if (mode == 2) {
+    for (int a = 0; a < np; ++a) gg[a] += T(2) * g[a] * r[a];
+  } else if (mode == 3) {
+    int p = 0;
+    for (int a = 0; a < d; ++a)
+      for (int b = a; b < d && p < np; ++b, ++p) gg[a] += g[b] * r[p], gg[b] += g[a] * r[p];
+  }
+}
 
 // silu^(r)(x), r = 0..3.
 template <typename T>
@@ -164,7 +199,8 @@ void forward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2,
         const T* ci = coef + i * s.K * n_out;
         for (int m = 0; m <= k; ++m) c[m] = loc.row[m] >= 0 ? ci + loc.row[m] * n_out : zero.data();
         for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
-        for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p], q[p] = m2[ni * np + p];
+        for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
+        quadratic(s.mode, d, np, g, m2 + ni * np, q);
         const T* w = wb + i * n_out;
         const T s0 = sil[0], s1 = sil[1], s2 = sil[2];
 #pragma omp simd
@@ -177,15 +213,16 @@ void forward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2,
             if (need2) p2 += loc.b[2][m] * cm;
           }
           vn[o] += p0;
-          for (int a = 0; a < d; ++a) gn[a * n_out + o] += p1 * g[a];
-          for (int p = 0; p < np; ++p) sn[p * n_out + o] += p1 * e[p] + p2 * q[p];
+          for (int a = 0; a < d; ++a) gn[o * d + a] += p1 * g[a];
+          for (int p = 0; p < np; ++p) sn[o * np + p] += p1 * e[p] + p2 * q[p];
         }
       }
     }
   }
 }
 
-// Gradients of sum(gval val) + sum(ggrad grad) + sum(gsec sec) w.r.t. x, dh, d2h, m2, coef, wb.
+// Gradients of sum(gval val) + sum(ggrad grad) + sum(gsec sec) w.r.t. x, dh, d2h, m2 (mode 0;
+// through a formed m2 its gradient goes into that of dh), coef, wb.
 template <typename T, int ORDER, int D, int P, int NO>
 void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
               const T* wb, const T* t0, const T* h, const T* gval, const T* ggrad, const T* gsec,
@@ -205,7 +242,7 @@ void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2
     T* P2 = P1 + n_out;  // second derivative
     T* X = P2 + n_out;   // contribution to d/dx_i per output
     Local<T, ORDER> loc;
-    T sil[4], g[MAX_D], e[MAX_P], q[MAX_P];
+    T sil[4], g[MAX_D], e[MAX_P], q[MAX_P], r2q[MAX_P];
     const T* c[MAX_ORDER + 1];
     T* gc[MAX_ORDER + 1];
 #pragma omp for schedule(static)
@@ -224,7 +261,8 @@ void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2
           gc[m] = loc.row[m] >= 0 ? gci + loc.row[m] * n_out : dump;
         }
         for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
-        for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p], q[p] = m2[ni * np + p];
+        for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
+        quadratic(s.mode, d, np, g, m2 + ni * np, q);
         const T* w = wb + i * n_out;
         T* gw = my + n_coef + i * n_out;
         const T s0 = sil[0], s1 = sil[1], s2 = sil[2], s3 = sil[3];
@@ -241,10 +279,10 @@ void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2
           // a1, a2: what the first and second derivatives multiply in the forward, contracted
           // with the output gradients
           T a1 = T(0), a2 = T(0);
-          for (int a = 0; a < d; ++a) a1 += gg[a * n_out + o] * g[a];
+          for (int a = 0; a < d; ++a) a1 += gg[o * d + a] * g[a];
           for (int p = 0; p < np; ++p) {
-            a1 += gs[p * n_out + o] * e[p];
-            a2 += gs[p * n_out + o] * q[p];
+            a1 += gs[o * np + p] * e[p];
+            a2 += gs[o * np + p] * q[p];
           }
           const T a0 = gv[o];
           P1[o] = p1, P2[o] = p2;
@@ -256,19 +294,23 @@ void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2
 #pragma omp simd reduction(+ : acc_x)
         for (int64_t o = 0; o < n_out; ++o) acc_x += X[o];
         gx[ni] = acc_x;
+        T* gd = gdh + ni * d;
         for (int a = 0; a < d; ++a) {
-          const T* ga = gg + a * n_out;
           T r = T(0);
 #pragma omp simd reduction(+ : r)
-          for (int64_t o = 0; o < n_out; ++o) r += P1[o] * ga[o];
-          gdh[ni * d + a] = r;
+          for (int64_t o = 0; o < n_out; ++o) r += P1[o] * gg[o * d + a];
+          gd[a] = r;
         }
         for (int p = 0; p < np; ++p) {
-          const T* gp = gs + p * n_out;
           T r1 = T(0), r2 = T(0);
 #pragma omp simd reduction(+ : r1, r2)
-          for (int64_t o = 0; o < n_out; ++o) r1 += P1[o] * gp[o], r2 += P2[o] * gp[o];
-          gd2h[ni * np + p] = r1, gm2[ni * np + p] = r2;
+          for (int64_t o = 0; o < n_out; ++o) r1 += P1[o] * gs[o * np + p], r2 += P2[o] * gs[o * np + p];
+          gd2h[ni * np + p] = r1, r2q[p] = r2;
+        }
+        if (s.mode == 0) {
+          for (int p = 0; p < np; ++p) gm2[ni * np + p] = r2q[p];
+        } else {
+          quadratic_backward(s.mode, d, np, g, r2q, gd);
         }
       }
     }
@@ -333,14 +375,15 @@ Pair<T> pick(const Shape& s) {
 
 }  // namespace
 
-// dims = [N, n_in, n_out, K, n_cells, order, d, P]; order 1..7, d <= 16, P <= 136 (checked by
-// the caller).
+// dims = [N, n_in, n_out, K, n_cells, order, d, P, mode]; order 1..7, d <= 16, P <= 136, mode
+// 0..3 with P matching it (checked by the caller). m2 and gm2 are read and written in mode 0 only.
 #define KAN_ENTRY(T, SUFFIX)                                                                      \
   extern "C" void kan_jet_forward_##SUFFIX(const int64_t* dims, const T* x, const T* dh,           \
                                            const T* d2h, const T* m2, const T* coef, const T* wb,  \
                                            const T* t0, const T* h, T* val, T* grad, T* sec,       \
                                            int threads) {                                          \
-    Shape s{dims[0], dims[1], dims[2], dims[3], dims[4], (int)dims[5], (int)dims[6], (int)dims[7]}; \
+    Shape s{dims[0], dims[1], dims[2], dims[3], dims[4], (int)dims[5], (int)dims[6], (int)dims[7], \
+            (int)dims[8]};                                                                          \
     pick<T>(s).fwd(s, x, dh, d2h, m2, coef, wb, t0, h, val, grad, sec, threads);                  \
   }                                                                                                \
   extern "C" void kan_jet_backward_##SUFFIX(const int64_t* dims, const T* x, const T* dh,          \
@@ -348,7 +391,8 @@ Pair<T> pick(const Shape& s) {
                                             const T* t0, const T* h, const T* gval,                \
                                             const T* ggrad, const T* gsec, T* gx, T* gdh,          \
                                             T* gd2h, T* gm2, T* gcoef, T* gwb, int threads) {      \
-    Shape s{dims[0], dims[1], dims[2], dims[3], dims[4], (int)dims[5], (int)dims[6], (int)dims[7]}; \
+    Shape s{dims[0], dims[1], dims[2], dims[3], dims[4], (int)dims[5], (int)dims[6], (int)dims[7], \
+            (int)dims[8]};                                                                          \
     pick<T>(s).bwd(s, x, dh, d2h, m2, coef, wb, t0, h, gval, ggrad, gsec, gx, gdh, gd2h, gm2,      \
                    gcoef, gwb, threads);                                                         \
   }
