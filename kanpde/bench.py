@@ -231,10 +231,7 @@ def benchmark(rows: list[Row], device: torch.device, min_time: float, log=print)
             row.note, last[key] = f"skipped (est. {est / 1e3:.1f} s)", (row.n, est)
         else:
             if data_key != (row.problem, row.n, row.dtype):  # keep one data set at a time
-                problem = build_problem({"name": row.problem, "n_interior": row.n})
-                problem.setup(torch.Generator().manual_seed(0), DTYPES[row.dtype], device)
-                sample = problem.sample(torch.Generator().manual_seed(0))
-                data = move(sample, device, DTYPES[row.dtype])
+                problem, data = case_data(row, device)
                 data_key = (row.problem, row.n, row.dtype)
             try:  # a first evaluation over the limit ends the case (compiling is not the evaluation)
                 limit = None if row.path == "compiled" else SKIP_S
@@ -249,6 +246,13 @@ def benchmark(rows: list[Row], device: torch.device, min_time: float, log=print)
         log(f"{row.problem:9} {row.model:22} G={row.grid or '-':<3} N={row.n:<8} {row.dtype} {row.path:9} "
             + (f"{row.ms:10.2f} ms  {row.peak_mb or 0:8.1f} MB" if row.ms is not None else row.note))
     return rows
+
+
+def case_data(row: Row, device: torch.device) -> tuple:
+    """(problem, its training data on `device` in the row's dtype) for a row, seed 0."""
+    problem = build_problem({"name": row.problem, "n_interior": row.n})
+    problem.setup(torch.Generator().manual_seed(0), DTYPES[row.dtype], device)
+    return problem, move(problem.sample(torch.Generator().manual_seed(0)), device, DTYPES[row.dtype])
 
 
 def _pykan_ms(rows: list[Row], row: Row) -> float | None:
@@ -326,8 +330,7 @@ def machine(device: torch.device) -> dict:
 def kernel_step_ms(min_time: float) -> float:
     """ms of the KAN [2,10,1] G=5, N=10,000, float64 fast evaluation with the kernel as loaded."""
     row = Row("KAN [2,10,1]", 5, 10_000, "float64", "fast")
-    problem = build_problem({"name": "poisson", "n_interior": row.n})
-    data = move(problem.sample(torch.Generator().manual_seed(0)), torch.device("cpu"), torch.float64)
+    problem, data = case_data(row, torch.device("cpu"))
     return measure(_step(row, problem, data, torch.device("cpu")), torch.device("cpu"), min_time)[0]
 
 

@@ -247,7 +247,7 @@ class KANLayer(nn.Module):
         x = h.value
         n, d, p = x.shape[0], h.grad.shape[-1], h.second.shape[-1]
         if self._kernel(x, d, p):  # fused CPU kernel: the same sums in one pass, m2 formed inside
-            value, grad, second = kernel.layer_jet(x, h.grad, h.second, h.mode if p else "none", coef,
+            value, grad, second = kernel.layer_jet(x, h.grad, h.second, h.mode, coef,
                                                    base_weight, self.knots, self.order)
             return Jet(value + self.bias, grad, second, h.mode)
         if p:  # multiplier of phi'' per input and channel: (N, n_in, P)

@@ -147,9 +147,8 @@ class _LayerJet(torch.autograd.Function):
         code = _MODES[mode]
         dims = torch.tensor([n, n_in, n_out, k_basis, n_cells, order, d, p, code], dtype=torch.int64)
         outs = (x.new_empty(n, n_out), x.new_empty(n, n_out, d), x.new_empty(n, n_out, p))
-        fn = getattr(library(), f"kan_jet_forward_{_SUFFIX[x.dtype]}")
-        m2_arg = m2 if code == 0 else d2h  # not read unless given
-        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2_arg, coef, wb, t0, h, *outs)), ctypes.c_int(torch.get_num_threads()))
+        fn = getattr(library(), f"kan_jet_forward_{_SUFFIX[x.dtype]}")  # m2 is read only if given
+        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2, coef, wb, t0, h, *outs)), ctypes.c_int(torch.get_num_threads()))
         ctx.save_for_backward(x, dh, d2h, m2, coef, wb, t0, h, dims)
         ctx.order, ctx.mode = order, mode
         return outs
@@ -165,12 +164,11 @@ class _LayerJet(torch.autograd.Function):
         # be differentiable, which the C++ backward is not.
         if torch.is_grad_enabled():
             return (*_torch_vjp(inputs, gouts, t0, h, ctx.order, ctx.mode, ctx.needs_input_grad), None, None, None, None)
-        grads = [torch.empty_like(t) for t in inputs]
-        given = ctx.mode == GIVEN
+        grads = [torch.empty_like(t) for t in inputs]  # m2's is written only if m2 was given
         fn = getattr(library(), f"kan_jet_backward_{_SUFFIX[x.dtype]}")
-        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2 if given else d2h, coef, wb, t0, h, *gouts, *grads[:3])),
-           _ptr(grads[3] if given else grads[2]), *map(_ptr, grads[4:]), ctypes.c_int(torch.get_num_threads()))
-        return (*grads[:3], grads[3] if given else None, *grads[4:], None, None, None, None)
+        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2, coef, wb, t0, h, *gouts, *grads)),
+           ctypes.c_int(torch.get_num_threads()))
+        return (*grads[:3], grads[3] if ctx.mode == GIVEN else None, *grads[4:], None, None, None, None)
 
 
 GIVEN = "given"  # m2 passed in; otherwise formed from dh by the second-derivative mode

@@ -200,7 +200,7 @@ void forward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2,
         for (int m = 0; m <= k; ++m) c[m] = loc.row[m] >= 0 ? ci + loc.row[m] * n_out : zero.data();
         for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
         for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
-        quadratic(s.mode, d, np, g, m2 + ni * np, q);
+        quadratic(s.mode, d, np, g, s.mode == 0 ? m2 + ni * np : nullptr, q);
         const T* w = wb + i * n_out;
         const T s0 = sil[0], s1 = sil[1], s2 = sil[2];
 #pragma omp simd
@@ -262,7 +262,7 @@ void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2
         }
         for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
         for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
-        quadratic(s.mode, d, np, g, m2 + ni * np, q);
+        quadratic(s.mode, d, np, g, s.mode == 0 ? m2 + ni * np : nullptr, q);
         const T* w = wb + i * n_out;
         T* gw = my + n_coef + i * n_out;
         const T s0 = sil[0], s1 = sil[1], s2 = sil[2], s3 = sil[3];
