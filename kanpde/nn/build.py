@@ -1,4 +1,5 @@
-"""Building and loading the C++ kernel's shared library (`csrc/kan_jet.cpp`, used by `kernel.py`).
+"""Building and loading the C++ kernel's shared library (`csrc/kan_jet.cpp`, the KAN layer's jet,
+used by `kernel.py`; `csrc/mlp_jet.cpp`, the MLP activation's jet, used by `activation_jet.py`).
 
 The library is compiled in one of a few flag sets (`CANDIDATES`: `-march=native`, the same with
 scalar loops, ...; `kanpde.nn.tuning` picks one by timing them on this CPU), each only valid on
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from kanpde.cache import load_or_make
 
-SOURCE = Path(__file__).with_name("csrc") / "kan_jet.cpp"
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("kan_jet.cpp", "mlp_jet.cpp"))
 COMMON = ["-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 # Candidate target flags, by name. Which one is fastest depends on the CPU, not only on its
 # instruction set: on one Intel Xeon (AVX-512) the vectorised native build ran 2.5x slower than
@@ -41,7 +42,8 @@ CANDIDATES = {
     "x86-64-v2": ["-O3", "-march=x86-64-v2"],
 }
 X86_ONLY = ("native-128", "x86-64-v2")
-ENTRY_POINTS = tuple(f"kan_jet_{step}_{suffix}" for step in ("forward", "backward") for suffix in ("f64", "f32"))
+ENTRY_POINTS = tuple(f"{kind}_{step}_{suffix}" for kind in ("kan_jet", "mlp_act") for step in ("forward", "backward")
+                     for suffix in ("f64", "f32"))
 
 
 def flags(name: str) -> list[str]:
@@ -163,7 +165,8 @@ def describe(cxx: str | None = None, name: str = "native") -> dict:
     """
     cxx = cxx or compiler()
     resolved, here = native(cxx), cpu()
-    return {"source_sha256": hashlib.sha256(SOURCE.read_bytes()).hexdigest(), "compiler": cxx,
+    sources = hashlib.sha256(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in SOURCES))
+    return {"source_sha256": sources.hexdigest(), "compiler": cxx,
             "compiler_version": resolved["version"], "compiler_target": resolved["target"],
             "flags": flags(name), "machine": platform.machine(), "cpu_model": here["model"],
             "march": resolved["march"], "mtune": resolved["mtune"],
@@ -249,9 +252,9 @@ def load(path: str | Path, build_key: str) -> ctypes.CDLL:
 
 
 def compile_library(cxx: str, out: Path, build_key: str, flags: list[str]) -> None:
-    """Compile SOURCE with `flags` into the shared library `out`, with `build_key` compiled in;
+    """Compile SOURCES with `flags` into the shared library `out`, with `build_key` compiled in;
     raises subprocess.CalledProcessError (its stderr holds the compiler's message) on failure."""
-    subprocess.run([cxx, *flags, f'-DKANPDE_BUILD_KEY="{build_key}"', str(SOURCE), "-o", str(out)],
+    subprocess.run([cxx, *flags, f'-DKANPDE_BUILD_KEY="{build_key}"', *map(str, SOURCES), "-o", str(out)],
                    check=True, capture_output=True, text=True)
 
 

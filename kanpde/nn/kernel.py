@@ -37,7 +37,7 @@ from kanpde.nn.bspline import cell_polynomials, power_jet
 
 log = logging.getLogger(__name__)
 
-_SUFFIX = {torch.float64: "f64", torch.float32: "f32"}
+SUFFIX = {torch.float64: "f64", torch.float32: "f32"}
 
 _lib: ctypes.CDLL | None = None
 _info: dict = {}
@@ -105,7 +105,7 @@ MAX_ORDER, MAX_D, MAX_P = 7, 16, 136  # the kernel's fixed-size local arrays (cs
 def usable(x: Tensor, order: int, d: int = 0, p: int = 0) -> bool:
     """Whether a layer's jet at inputs x (order k, d gradient and p second-derivative channels)
     can take the kernel; the caller checks that the knots are uniform."""
-    if not enabled or x.device.type != "cpu" or x.dtype not in _SUFFIX:
+    if not enabled or x.device.type != "cpu" or x.dtype not in SUFFIX:
         return False
     if not (1 <= order <= MAX_ORDER and d <= MAX_D and p <= MAX_P):
         return False
@@ -127,7 +127,7 @@ def under_functorch() -> bool:
     return peek is not None and peek() is not None
 
 
-def _ptr(t: Tensor) -> ctypes.c_void_p:
+def pointer(t: Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
@@ -147,8 +147,8 @@ class _LayerJet(torch.autograd.Function):
         code = _MODES[mode]
         dims = torch.tensor([n, n_in, n_out, k_basis, n_cells, order, d, p, code], dtype=torch.int64)
         outs = (x.new_empty(n, n_out), x.new_empty(n, n_out, d), x.new_empty(n, n_out, p))
-        fn = getattr(library(), f"kan_jet_forward_{_SUFFIX[x.dtype]}")  # m2 is read only if given
-        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2, coef, wb, t0, h, *outs)), ctypes.c_int(torch.get_num_threads()))
+        fn = getattr(library(), f"kan_jet_forward_{SUFFIX[x.dtype]}")  # m2 is read only if given
+        fn(pointer(dims), *map(pointer, (x, dh, d2h, m2, coef, wb, t0, h, *outs)), ctypes.c_int(torch.get_num_threads()))
         ctx.save_for_backward(x, dh, d2h, m2, coef, wb, t0, h, dims)
         ctx.order, ctx.mode = order, mode
         return outs
@@ -165,8 +165,8 @@ class _LayerJet(torch.autograd.Function):
         if torch.is_grad_enabled():
             return (*_torch_vjp(inputs, gouts, t0, h, ctx.order, ctx.mode, ctx.needs_input_grad), None, None, None, None)
         grads = [torch.empty_like(t) for t in inputs]  # m2's is written only if m2 was given
-        fn = getattr(library(), f"kan_jet_backward_{_SUFFIX[x.dtype]}")
-        fn(_ptr(dims), *map(_ptr, (x, dh, d2h, m2, coef, wb, t0, h, *gouts, *grads)),
+        fn = getattr(library(), f"kan_jet_backward_{SUFFIX[x.dtype]}")
+        fn(pointer(dims), *map(pointer, (x, dh, d2h, m2, coef, wb, t0, h, *gouts, *grads)),
            ctypes.c_int(torch.get_num_threads()))
         return (*grads[:3], grads[3] if ctx.mode == GIVEN else None, *grads[4:], None, None, None, None)
 

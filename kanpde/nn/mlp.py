@@ -3,7 +3,10 @@
 Derivatives w.r.t. the input are pushed forward like the KAN's (`jet`): through z = W h + b they
 are multiplied by W, through a = sigma(z) by the chain rule
 (da = sigma'(z) dz, d2a_p = sigma''(z) dz^T Q_p dz + sigma'(z) d2z_p), so both models train on
-their fastest path.
+their fastest path. The value and derivative channels travel stacked, (1 + d + P, N, width), so
+each layer's weight multiplies all of them in one matrix product (and its backward in two), the
+products an MLP's jet cannot do without; the activation's chain rule is one fused pass
+(`kanpde.nn.activation_jet`).
 """
 
 from __future__ import annotations
@@ -14,22 +17,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from kanpde.nn.derivatives import Jet, input_jet, quadratic, silu_jet
+from kanpde.nn.activation_jet import ACTIVATIONS, activation_jet
+from kanpde.nn.derivatives import Jet, input_jet
 from kanpde.validate import check_choice, check_width
-
-
-def _tanh_jet(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    t = torch.tanh(z)
-    d1 = 1 - t * t
-    return t, d1, -2 * t * d1
-
-
-def _sin_jet(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    s = torch.sin(z)
-    return s, torch.cos(z), -s
-
-
-ACTIVATIONS = {"tanh": _tanh_jet, "silu": silu_jet, "sin": _sin_jet}
 
 
 @dataclass
@@ -100,18 +90,15 @@ class MLP(nn.Module):
         Returns:
             Jet with value (N, m), grad (N, m, d), second (N, m, P).
         """
-        mode = h.mode
-        # Channel-first layout: value (N, n), gradient (d, N, n), second derivatives (P, N, n).
-        v, g, s = h.value, h.grad.permute(2, 0, 1), h.second.permute(2, 0, 1)
+        d = h.grad.shape[-1]
+        # Channel first, stacked: (R, N, n), value, then d gradient, then P second channels.
+        x = torch.cat([h.value[None], h.grad.permute(2, 0, 1), h.second.permute(2, 0, 1)])
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            v, g, s = torch.addmm(b, v, w), g @ w, s @ w
+            y = x @ w  # one (R N, n_in) @ (n_in, n_out) product
             if i == last:
-                break
-            a0, a1, a2 = self._act(v)  # (N, n) each
-            s = a2 * quadratic(g, mode, dim=0) + a1 * s
-            v, g = a0, a1 * g
-        return Jet(v, g.permute(1, 2, 0), s.permute(1, 2, 0), mode)
+                return Jet(y[0] + b, y[1 : 1 + d].permute(1, 2, 0), y[1 + d :].permute(1, 2, 0), h.mode)
+            x = activation_jet(y, b, self.config.activation, h.mode, d)
 
     def constructor_args(self) -> dict:
         return asdict(self.config)
