@@ -81,11 +81,13 @@ inline double tanh_(double z) {  // -expm1(-2|z|) / (2 + expm1(-2|z|)), signed
 
 inline double sigmoid_(double z) { return 1 / (2 + expm1_(-z)); }
 
-// d[r][i] = sigma^(r)(z_i), r = 0..3, for the `n` elements of the block starting at e; the
-// forward also writes the base rows of tanh and silu (see the layout above).
+// d[r][i] = sigma^(r)(z_i), r = 0..3, for the `n` elements of the block starting at e, from the
+// base rows; `written` (the forward's base, nullptr in the backward) first receives tanh z or
+// sigmoid z (see the layout above).
 template <typename T>
-inline void derivatives(const Shape& s, const T* y, const T* bias, T* base, bool forward, int64_t e,
+inline void derivatives(const Shape& s, const T* y, const T* bias, const T* base, T* written, int64_t e,
                         int64_t n, T (*d)[BLOCK]) {
+  const bool forward = written != nullptr;
   T z[BLOCK];
   if (s.act != SIN && (forward || s.act == SILU)) {
     for (int64_t i = 0, j = e % s.width; i < n; ++i, j = j + 1 == s.width ? 0 : j + 1) z[i] = bias[j];
@@ -93,10 +95,10 @@ inline void derivatives(const Shape& s, const T* y, const T* bias, T* base, bool
     for (int64_t i = 0; i < n; ++i) z[i] += y[e + i];
   }
   if (s.act == TANH) {
-    T* t = base + e;
+    const T* t = base + e;
     if (forward) {
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) t[i] = T(tanh_(double(z[i])));
+      for (int64_t i = 0; i < n; ++i) written[e + i] = T(tanh_(double(z[i])));
     }
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
@@ -105,10 +107,10 @@ inline void derivatives(const Shape& s, const T* y, const T* bias, T* base, bool
       d[3][i] = T(-2) * s1 * (s1 - T(2) * t[i] * t[i]);
     }
   } else if (s.act == SILU) {  // silu = z g, g = sigmoid z: s_r = r g^(r-1) + z g^(r)
-    T* g = base + e;
+    const T* g = base + e;
     if (forward) {
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) g[i] = T(sigmoid_(double(z[i])));
+      for (int64_t i = 0; i < n; ++i) written[e + i] = T(sigmoid_(double(z[i])));
     }
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
@@ -156,7 +158,7 @@ void forward(const int64_t* dims, const T* y, const T* bias, T* base, const int6
   for (int64_t e = 0; e < m; e += BLOCK) {
     const int64_t n = std::min(BLOCK, m - e);
     T d[4][BLOCK], q[BLOCK];
-    derivatives(s, y, bias, base, true, e, n, d);
+    derivatives(s, y, bias, base, s.act == SIN ? nullptr : base, e, n, d);
     std::copy(d[0], d[0] + n, out + e);
     for (int64_t a = 1; a <= s.d; ++a) {
       const T* ya = y + a * m + e;
@@ -185,7 +187,7 @@ void backward(const int64_t* dims, const T* y, const T* bias, const T* base, con
   for (int64_t e = 0; e < m; e += BLOCK) {
     const int64_t n = std::min(BLOCK, m - e);
     T d[4][BLOCK], q[BLOCK], g0[BLOCK];
-    derivatives(s, y, bias, const_cast<T*>(base), false, e, n, d);  // reads base only
+    derivatives<T>(s, y, bias, base, nullptr, e, n, d);
     const T* go0 = gout + e;
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) g0[i] = d[1][i] * go0[i];
