@@ -52,7 +52,8 @@ def kernel_builds(time_step: Callable[[], float], log=print) -> list[dict]:
 
 
 def mlp_matmul_floor(width: list[int], n: int, rows_per_point: int, dtype: torch.dtype,
-                     device: torch.device, repeats: int = 7) -> dict:
+                     device: torch.device, repeats: int = 7,
+                     beside: Callable[[], None] | None = None) -> dict:
     """The matrix products of one MLP jet evaluation and its backward, timed alone.
 
     The jet multiplies every channel (value, d gradient components, P second-derivative channels:
@@ -60,9 +61,13 @@ def mlp_matmul_floor(width: list[int], n: int, rows_per_point: int, dtype: torch
     backward the weight gradient (a, R N) @ (R N, b) and, past the first layer, the input gradient
     (R N, b) @ (b, a).
 
+    `beside` (one evaluation of the MLP itself) is timed right after the products in every
+    repetition, so both medians come from the same moments of a machine whose load drifts and
+    their ratio is a side-by-side figure.
+
     Returns:
         {"ms": the median over `repeats` of the summed product times, "gflop": their work,
-         "gflops": the rate they ran at}.
+         "gflops": the rate they ran at, and with `beside` "beside_ms": its median}.
     """
     rows = rows_per_point * n
     shapes = []
@@ -72,18 +77,31 @@ def mlp_matmul_floor(width: list[int], n: int, rows_per_point: int, dtype: torch
     pairs = [(torch.randn(*p, generator=gen, dtype=dtype, device=device),
               torch.randn(*q, generator=gen, dtype=dtype, device=device)) for p, q in shapes]
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    times = []
-    for rep in range(repeats + 1):
+
+    def timed(work: Callable[[], None]) -> float:
         sync()
         t0 = time.perf_counter()
+        work()
+        sync()
+        return time.perf_counter() - t0
+
+    def products() -> None:
         for x, y in pairs:
             x @ y
-        sync()
+
+    times, beside_times = [], []
+    for rep in range(repeats + 1):
+        t = timed(products)
+        b = timed(beside) if beside is not None else 0.0
         if rep:  # the first is a warm-up
-            times.append(time.perf_counter() - t0)
+            times.append(t)
+            beside_times.append(b)
     gflop = sum(2 * p[0] * p[1] * q[1] for p, q in shapes) / 1e9
     ms = 1e3 * statistics.median(times)
-    return {"ms": round(ms, 2), "gflop": round(gflop, 3), "gflops": round(gflop / ms * 1e3, 1)}
+    out = {"ms": round(ms, 2), "gflop": round(gflop, 3), "gflops": round(gflop / ms * 1e3, 1)}
+    if beside is not None:
+        out["beside_ms"] = round(1e3 * statistics.median(beside_times), 2)
+    return out
 
 
 @contextmanager

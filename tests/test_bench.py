@@ -1,5 +1,7 @@
 """Smoke test of the speed benchmark's measuring and table building (not a timing test)."""
 
+import time
+
 import torch
 
 from kanpde.bench import Row, benchmark, headlines, markdown_table
@@ -51,7 +53,16 @@ def test_mlp_matmul_floor_counts_the_jet_products():
 
     floor = mlp_matmul_floor([2, 3, 1], 5, 4, torch.float64, torch.device("cpu"), repeats=2)
     flops = 2 * (20 * 2 * 3 + 20 * 3 * 1 + 2 * 20 * 3 + 3 * 20 * 1 + 20 * 1 * 3)
-    assert floor["gflop"] == round(flops / 1e9, 3) and floor["ms"] > 0
+    assert floor["gflop"] == round(flops / 1e9, 3) and floor["ms"] > 0 and "beside_ms" not in floor
+
+
+def test_mlp_matmul_floor_times_an_evaluation_beside_each_repetition():
+    from kanpde.speed import mlp_matmul_floor
+
+    calls = []
+    floor = mlp_matmul_floor([2, 3, 1], 5, 4, torch.float64, torch.device("cpu"), repeats=3,
+                             beside=lambda: calls.append(time.sleep(0.01)))
+    assert len(calls) == 4 and floor["beside_ms"] >= 10  # one warm-up, three timed; the median is a timed one
 
 
 def test_neighbour_runs_for_the_block_only(monkeypatch):
