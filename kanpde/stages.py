@@ -143,20 +143,24 @@ class Stage:
         if s.time_window > 1:
             raise ConfigError(f"{where}.time_window must be in (0, 1] (a share of the time interval), got {s.time_window!r}")
         s.weighting = check_choice(s.weighting, f"{where}.weighting", WEIGHTINGS)
-        s.rba_gamma = check_number(s.rba_gamma, f"{where}.rba_gamma", minimum=0.0, finite=True)
-        if s.rba_gamma >= 1:
-            raise ConfigError(f"{where}.rba_gamma must be in [0, 1), got {s.rba_gamma!r}")
+        s.rba_gamma = _below_one(s.rba_gamma, f"{where}.rba_gamma")
         s.rba_eta = check_number(s.rba_eta, f"{where}.rba_eta", positive=True, finite=True)
         s.causal_eps = check_number(s.causal_eps, f"{where}.causal_eps", minimum=0.0, finite=True)
         s.causal_chunks = check_int(s.causal_chunks, f"{where}.causal_chunks", minimum=1, maximum=10_000)
         s.balance = check_choice(s.balance, f"{where}.balance", BALANCES)
         s.balance_every = check_int(s.balance_every, f"{where}.balance_every", minimum=1)
-        s.balance_alpha = check_number(s.balance_alpha, f"{where}.balance_alpha", minimum=0.0, finite=True)
-        if s.balance_alpha >= 1:
-            raise ConfigError(f"{where}.balance_alpha must be in [0, 1), got {s.balance_alpha!r}")
+        s.balance_alpha = _below_one(s.balance_alpha, f"{where}.balance_alpha")
         for name in ("reg", "reg_entropy", "reg_coef"):
             setattr(s, name, check_number(getattr(s, name), f"{where}.{name}", minimum=0.0, finite=True))
         return s
+
+
+def _below_one(value, name: str) -> float:
+    """`value` as a float in [0, 1) (a moving average's memory), else ConfigError."""
+    value = check_number(value, name, minimum=0.0, finite=True)
+    if value >= 1:
+        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+    return value
 
 
 def parse_optim(optim: dict) -> list[Stage]:

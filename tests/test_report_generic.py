@@ -158,5 +158,12 @@ def test_summary_best_configuration_per_problem_beside_published(tmp_path: Path)
     assert "RBA-PINN (6x128, 20k Adam + 1k L-BFGS): 5.8e-06" in helmholtz["best published (rel L2)"]
     assert burgers["MLP wall s"] == "-" and burgers["MLP evals"] == "-" and burgers["machine"] == "Intel Xeon"
     assert helmholtz["KAN evals"] == "30"
+    assert helmholtz["kanpde target"] == "rel_l2 <= 5e-06: met"
+    assert burgers["kanpde target"] == "rel_l2 <= 1e-04: missed, 1.7e-01 (1,700x)"
+    assert helmholtz["configurations tried"] == "3 (5 runs)" and burgers["configurations tried"] == "1 (1 runs)"
+    # the MLP's 8e-4 is its end (900 s); the KAN seeds (rel_l2 falling geometrically from 1 to 4e-6,
+    # 2e-6, 3e-6 in ten logged steps over 100, 101, 102 s) pass it at their 6th step: 60, 60.6, 61.2 s
+    assert helmholtz["sooner to the other's error"] == "KAN (to 8.0e-04: KAN 61 s, MLP 900 s)"
+    assert burgers["sooner to the other's error"] == "-"
     report([root], out=tmp_path / "out", command="c")
     assert "## Summary: the most accurate KAN and MLP per problem" in (tmp_path / "out" / "report.md").read_text()

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from kanpde.plot import PlotError, plot_run
 from kanpde.report import benchmark
-from kanpde.report.records import Group, Run, group_runs, median_range, time_to, width_text
+from kanpde.report.records import Group, Run, group_runs, median_range, median_time_to, width_text
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,6 @@ def _history(run: Run) -> dict[str, np.ndarray]:
         return {}
 
 
-def _time_to(g: Group, target: float) -> float:
-    """Training seconds by which half the group's seeds had reached rel_l2 <= target (inf if
-    they never did; NaN without histories)."""
-    times = sorted(time_to(r, "rel_l2", target) for r in g.ok_runs if {"rel_l2", "wall_s"} <= _history(r).keys())
-    return times[(len(times) - 1) // 2] if times else math.nan
-
-
 def comparison(groups: list[Group]) -> list[str]:
     """Plain statements: which model is more accurate, which reaches the best MLP's error sooner."""
     ok = [g for g in groups if not math.isnan(_median(g, "rel_l2"))]
@@ -124,7 +117,7 @@ def comparison(groups: list[Group]) -> list[str]:
     else:
         verdict = f"{'KAN' if ek < em else 'MLP'} is more accurate ({max(ek, em) / min(ek, em):.3g}x lower median rel L2)"
     lines.append(f"{verdict}: the best KAN, {k.name}, has {_e(ek)}; the best MLP, {m.name}, {_e(em)}.")
-    tk, tm = _time_to(k, em), _time_to(m, em)
+    tk, tm = median_time_to(k, "rel_l2", em), median_time_to(m, "rel_l2", em)
     if math.isnan(tk) or math.isnan(tm):
         return lines + ["(no histories: no time comparison)"]
     faster = "KAN" if tk < tm else "MLP" if tm < tk else "neither"

@@ -270,6 +270,19 @@ def time_to(run: Run, key: str, target: float) -> float:
     return float(h["wall_s"][hit[0]]) if hit.size else math.inf
 
 
+def median_time_to(group: Group, key: str, target: float) -> float:
+    """Training seconds by which half the group's finished seeds had `key` <= target (the lower
+    median; inf: they never did; NaN: no readable histories)."""
+    times = []
+    for r in group.ok_runs:
+        try:
+            if {key, "wall_s"} <= r.history.keys():
+                times.append(time_to(r, key, target))
+        except (OSError, KeyError):  # a record without a readable history
+            continue
+    return sorted(times)[(len(times) - 1) // 2] if times else math.nan
+
+
 def sweep_span(runs: list[Run]) -> float:
     """Seconds from the first run's start (its config.yaml) to the last run's end (metrics.json)."""
     starts = [(r.path / "config.yaml").stat().st_mtime for r in runs if (r.path / "config.yaml").exists()]

@@ -22,11 +22,13 @@
 // span every basis is 0 (silu still counts), as in Cox-de Boor. Bases whose index falls outside
 // [0, K) do not exist: they read a zero row and their gradients go to a discarded row.
 //
-// The loop over outputs o is the vectorised one; the order k and the channel counts d, P are
-// template parameters for the common cases (k = 3; d <= 3 with P = 0, 1, d or d (d + 1) / 2), so
-// the loops over bases and channels unroll; other cases run the same code with runtime counts.
-// Points are split across OpenMP threads; the backward accumulates coefficient and base-weight
-// gradients in per-thread buffers, summed at the end. Plain C entry points for ctypes.
+// The loop over outputs o is the one marked for vectorisation (omp simd); whether vectorising
+// it pays depends on the CPU, so the flag set is chosen by timing (kanpde/nn/tuning.py). The
+// order k and the channel counts d, P are template parameters for the common cases (k = 3;
+// d <= 3 with P = 0, 1, d or d (d + 1) / 2), so the loops over bases and channels unroll; other
+// cases run the same code with runtime counts. Points are split across OpenMP threads; the
+// backward accumulates coefficient and base-weight gradients in per-thread buffers, summed at
+// the end. Plain C entry points for ctypes.
 
 #include <cmath>
 #include <cstdint>
