@@ -83,6 +83,7 @@ def main(cfg: DictConfig) -> float | None:
             "accuracy", "theory_accuracy", "formula_accuracy", "formula")
     log.info("%s", "  ".join(f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
                              for k in keys if k in metrics))
+    out_dir = metrics.get("run_dir", out_dir)
     log.info("run record: %s", out_dir)
     if metrics["status"] == "interrupted" and HydraConfig.get().mode != RunMode.MULTIRUN:
         log.warning("interrupted; to go on: python -m kanpde resume=%s", out_dir)

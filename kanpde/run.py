@@ -45,6 +45,8 @@ RESUME_FREE = ("resume", "progress", "checkpoint_every")
 FINISHED = ("ok", "diverged")  # a resumed run with this status is not run again
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MAX_THREADS = 4096  # more is a typo (torch itself overflows at 2^31 and would start them all)
+OWNER = ".kanpde-run"  # a run folder's marker: which process claimed it (`claim`)
+MAX_CLAIMS = 100
 SEED_MAX = 2**63 - 1  # seeds + offsets (restarts, the test set's) stay within torch's 64-bit seeds
 
 
@@ -101,7 +103,8 @@ def run(cfg, out_dir: str | Path) -> dict:
 
     Args:
         cfg: the composed config (DictConfig or plain dict).
-        out_dir: folder for config.yaml, metrics.json and run.h5 (created).
+        out_dir: folder for config.yaml, metrics.json and run.h5 (created; if another run holds
+            it, a numbered sibling: see `claim`; metrics["run_dir"] is the one written).
 
     Returns:
         the final metrics (also in metrics.json).
@@ -176,6 +179,7 @@ def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Mod
         if done is not None:
             log.info("resume: %s already finished (status %s); not run again", out, done["status"])
             return done, load_model(out, device), problem
+    out = claim(out) if not resume else out
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     summary = {
@@ -189,6 +193,7 @@ def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Mod
         "threads": torch.get_num_threads(), "threads_from": threads_how,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "libgomp default"),
         "cpu": _cpu_model(),
+        "run_dir": str(out),
     }
     if summary["kernel"]:  # which build of the kernel ran: its flags, what -march=native resolved to
         info = kernel.build_info()
@@ -262,6 +267,26 @@ def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Mod
     write_h5(out / H5, result.history, fields, model, extra={"metrics": metrics}, unknowns=getattr(problem, "unknowns", None))
     write_json(out / METRICS, metrics)
     return metrics, model, problem
+
+
+def claim(out: Path) -> Path:
+    """The folder this run owns: `out`, or `out`-2, -3, ... when another run already holds it
+    (its marker OWNER, made exclusively), so two runs that start in the same second with the same
+    settings, or a second run given the same folder, never write into one record. A resumed run
+    goes on in the folder it is given instead."""
+    for n in range(1, MAX_CLAIMS + 1):
+        folder = out if n == 1 else out.with_name(f"{out.name}-{n}")
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(folder / OWNER, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"pid {os.getpid()} on {platform.node()}\n")
+        if n > 1:
+            log.warning("run folder %s holds another run; this one writes %s", out, folder)
+        return folder
+    raise ConfigError(f"run folder {out} and {MAX_CLAIMS - 1} numbered siblings all hold runs; give hydra.run.dir=<a new folder>")
 
 
 def _cpu_model() -> str:

@@ -88,6 +88,34 @@ def test_run_is_reproducible(tiny_config, tmp_path):
         np.testing.assert_array_equal(np.array(fa["fields/u_pred"]), np.array(fb["fields/u_pred"]))
 
 
+def test_a_second_run_into_a_held_folder_writes_a_sibling(tiny_config, tmp_path):
+    """Two runs given one folder (two jobs started in the same second) keep two records: the
+    second writes <folder>-2 and says so in metrics["run_dir"]; the first's is untouched."""
+    first = run(tiny_config("problem=poisson_sinsin", "model=kan"), tmp_path / "r")
+    record = (tmp_path / "r" / "metrics.json").read_bytes()
+    second = run(tiny_config("problem=poisson_sinsin", "model=kan", "seed=1"), tmp_path / "r")
+    assert first["run_dir"] == str(tmp_path / "r") and second["run_dir"] == str(tmp_path / "r-2")
+    assert (tmp_path / "r" / "metrics.json").read_bytes() == record
+    assert read_metrics(tmp_path / "r-2")["seed"] == 1 and read_metrics(tmp_path / "r")["seed"] == 0
+
+
+def test_claim_is_exclusive_across_processes(tmp_path):
+    """Processes claiming one folder at once each get their own."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        got = pool.map(_claim, [str(tmp_path / "x")] * 4)
+    assert sorted(got) == sorted(str(tmp_path / n) for n in ("x", "x-2", "x-3", "x-4"))
+
+
+def _claim(folder: str) -> str:
+    from pathlib import Path
+
+    from kanpde.run import claim
+
+    return str(claim(Path(folder)))
+
+
 def test_restarts_keep_the_lowest_training_loss(tiny_config, tmp_path):
     """restarts=3 trains seeds 0, 1, 2 on the same data and keeps the one with the lowest final
     training loss: its metrics equal a plain run of that seed (with data_seed fixed at 0)."""
