@@ -77,6 +77,19 @@ def test_every_model_has_a_recipe_in_each_family():
         assert models <= {p.stem for p in (conf / "optim" / family).glob("*.yaml")}, family
 
 
+def test_burgers_mlp_recipe_is_lm_with_rad_and_runs(tmp_path):
+    """recipe=burgers_mlp: MLP [2,30,30,30,1], one LM stage redrawing points by RAD (eps^2); a
+    shrunk run of it (3 steps, RAD after 2) trains and redraws without error."""
+    cfg = compose_config(["problem=burgers", "recipe=burgers_mlp"], shrink=False)
+    assert cfg.model.name == "mlp" and list(cfg.model.width) == ["in", 30, 30, 30, "out"]
+    (stage,) = cfg.optim.stages
+    assert (stage.optimizer, stage.resampling, stage.rad_k, stage.resample_every) == ("lm", "rad", 2, 50)
+    tiny = compose_config(["problem=burgers", "recipe=burgers_mlp", "problem.n_initial=16",
+                           "optim.stages=[{optimizer: lm, steps: 3, resample_every: 2, resampling: rad, rad_k: 2}]"])
+    metrics = run(tiny, tmp_path)
+    assert metrics["status"] == "ok" and metrics["steps"] == 3 and metrics["n_params"] == 1981
+
+
 @pytest.mark.parametrize("name", AUTO)
 def test_library_recipe_follows_the_model_and_yields_to_the_user(name):
     kan = compose_config([f"problem={name}"], shrink=False)
