@@ -90,12 +90,11 @@ def mlp_matmul_floor(width: list[int], n: int, rows_per_point: int, dtype: torch
             x @ y
 
     times, beside_times = [], []
-    for rep in range(repeats + 1):
-        t = timed(products)
-        b = timed(beside) if beside is not None else 0.0
-        if rep:  # the first is a warm-up
-            times.append(t)
-            beside_times.append(b)
+    for rep in range(repeats + 1):  # the first is a warm-up
+        times.append(timed(products))
+        if beside is not None:
+            beside_times.append(timed(beside))
+    times, beside_times = times[1:], beside_times[1:]
     gflop = sum(2 * p[0] * p[1] * q[1] for p, q in shapes) / 1e9
     ms = 1e3 * statistics.median(times)
     out = {"ms": round(ms, 2), "gflop": round(gflop, 3), "gflops": round(gflop / ms * 1e3, 1)}

@@ -65,7 +65,7 @@ def _cells(g: Group | None) -> tuple[str, str, str, str]:
 
 
 def _verdict(problem: str, groups: list[Group]) -> str:
-    """'met' or 'missed by <factor>x' for the lowest median of the target's metric over the
+    """'met' or 'missed, <value> (<factor>x)' for the lowest median of the target's metric over the
     configurations; '-' without a target."""
     if problem not in TARGETS:
         return "-"
@@ -77,8 +77,7 @@ def _verdict(problem: str, groups: list[Group]) -> str:
     if best <= goal:
         return f"{key} <= {goal:.0e}: met"
     factor = best / goal
-    return f"{key} <= {goal:.0e}: missed, {best:.1e} ({factor:.2g}x)" if factor < 10 else \
-        f"{key} <= {goal:.0e}: missed, {best:.1e} ({factor:,.0f}x)"
+    return f"{key} <= {goal:.0e}: missed, {best:.1e} ({f'{factor:.2g}' if factor < 10 else f'{factor:,.0f}'}x)"
 
 
 def _sooner(kan: Group | None, mlp: Group | None) -> str:
