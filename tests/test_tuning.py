@@ -100,3 +100,26 @@ def _has_compiler() -> bool:
     import shutil
 
     return shutil.which(build.compiler()) is not None
+
+
+def test_the_workload_is_a_real_layer_call():
+    """The timed calls compute what a run's layer computes: their outputs equal the torch path's
+    on the same arrays (the Laplacian's |dh|^2 formed in the kernel where P = 1)."""
+    import numpy as np
+    import torch
+
+    from kanpde.nn import kernel
+
+    lib = kernel.library()
+    if lib is None:
+        pytest.skip("the C++ kernel cannot be built here")
+    for shape in tuning.WORKLOAD:
+        case = tuning._arrays(64, *shape[1:], np.random.default_rng(3))
+        tuning._calls(lib, [case])
+        dims, ins, outs, _, _ = case
+        x, dh, d2h, m2, coef, wb, t0, h = (torch.from_numpy(np.asarray(a)) for a in ins)
+        if dims[8] == 1:
+            m2 = (dh * dh).sum(-1, keepdim=True)
+        expected = kernel.torch_layer_jet(x, dh, d2h, m2, coef, wb, t0, h, int(dims[5]))
+        for got, want in zip(outs, expected):
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)

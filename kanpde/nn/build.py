@@ -31,6 +31,7 @@ from pathlib import Path
 from kanpde.cache import load_or_make
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("kan_jet.cpp", "mlp_jet.cpp"))
+HEADERS = (Path(__file__).with_name("csrc") / "fastmath.h",)  # included by SOURCES: part of the key
 COMMON = ["-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 # Candidate target flags, by name. Which one is fastest depends on the CPU, not only on its
 # instruction set: on one Intel Xeon (AVX-512) the vectorised native build ran 2.5x slower than
@@ -165,7 +166,7 @@ def describe(cxx: str | None = None, name: str = "native") -> dict:
     """
     cxx = cxx or compiler()
     resolved, here = native(cxx), cpu()
-    sources = hashlib.sha256(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in SOURCES))
+    sources = hashlib.sha256(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in (*SOURCES, *HEADERS)))
     return {"source_sha256": sources.hexdigest(), "compiler": cxx,
             "compiler_version": resolved["version"], "compiler_target": resolved["target"],
             "flags": flags(name), "machine": platform.machine(), "cpu_model": here["model"],

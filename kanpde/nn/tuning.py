@@ -51,10 +51,11 @@ def _arrays(n: int, n_in: int, n_out: int, d: int, p: int, rng: np.random.Genera
     ins = [rng.uniform(-1, 1, (n, n_in)), rng.standard_normal((n, n_in, d)),
            rng.standard_normal((n, n_in, p)), rng.standard_normal((n, n_in, p)),
            rng.standard_normal((n_in, k_basis, n_out)), rng.standard_normal((n_in, n_out)), t0, h]
-    outs = [np.empty((n, n_out)), np.empty((n, d, n_out)), np.empty((n, p, n_out))]
+    outs = [np.empty((n, n_out)), np.empty((n, n_out, d)), np.empty((n, n_out, p))]
     gouts = [rng.standard_normal(o.shape) for o in outs]
     grads = [np.empty_like(a) for a in ins[:6]]
-    dims = np.array([n, n_in, n_out, k_basis, k_basis + order, order, d, p], dtype=np.int64)
+    mode = 1 if p == 1 else 0  # P = 1: the Laplacian's |dh|^2 formed in the kernel, as a run does
+    dims = np.array([n, n_in, n_out, k_basis, k_basis + order, order, d, p, mode], dtype=np.int64)
     return dims, ins, outs, gouts, grads
 
 

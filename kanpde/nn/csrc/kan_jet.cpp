@@ -22,11 +22,13 @@
 // span every basis is 0 (silu still counts), as in Cox-de Boor. Bases whose index falls outside
 // [0, K) do not exist: they read a zero row and their gradients go to a discarded row.
 //
-// The loop over outputs o is the one marked for vectorisation (omp simd); whether vectorising
-// it pays depends on the CPU, so the flag set is chosen by timing (kanpde/nn/tuning.py). The
+// The loop over outputs o is the one marked for vectorisation (omp simd), and sigmoid(x) for a
+// block of points is one vectorised loop before it (no libm call per pair: on one Intel Xeon a
+// call into glibc's exp from this AVX-512 code cost 5x the whole forward, see fastmath.h); the
+// flag set is still chosen by timing (kanpde/nn/tuning.py). The
 // order k and the channel counts d, P are template parameters for the common cases (k = 3;
 // d <= 3 with P = 0, 1, d or d (d + 1) / 2), so the loops over bases and channels unroll; other
-// cases run the same code with runtime counts. Points are split across OpenMP threads; the
+// cases run the same code with runtime counts. Blocks of points are split across OpenMP threads; the
 // backward accumulates coefficient and base-weight gradients in per-thread buffers, summed at
 // the end. Plain C entry points for ctypes.
 
@@ -35,6 +37,8 @@
 #include <cstring>
 #include <vector>
 #include <omp.h>
+
+#include "fastmath.h"
 
 namespace {
 
@@ -79,10 +83,20 @@ inline void quadratic_backward(int mode, int d, int np, const T* g, const T* r, 
   }
 }
 
-// silu^(r)(x), r = 0..3.
+// Points are taken in blocks of BLOCK: sigmoid(x) for a block's (point, input) pairs is one
+// vectorised loop (fastmath.h) before the loop over them, instead of a libm exp per pair.
+constexpr int64_t BLOCK = 64;
+
+// sg[j] = sigmoid(x[j]), j < n.
 template <typename T>
-inline void silu_derivs(T x, T* s) {
-  T sg = T(1) / (T(1) + std::exp(-x));
+inline void sigmoids(const T* x, int64_t n, T* sg) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) sg[j] = T(kanpde_math::sigmoid_(double(x[j])));
+}
+
+// silu^(r)(x), r = 0..3, given sg = sigmoid(x).
+template <typename T>
+inline void silu_derivs(T x, T sg, T* s) {
   T sp = sg * (T(1) - sg);  // sigmoid'
   T q = T(1) - T(2) * sg;
   s[0] = x * sg;
@@ -186,37 +200,42 @@ void forward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2,
     Local<T, ORDER> loc;
     T sil[4], g[MAX_D], e[MAX_P], q[MAX_P];
     const T* c[MAX_ORDER + 1];
+    std::vector<T> sg(BLOCK * s.n_in);
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < s.n; ++n) {
-      T* vn = val + n * n_out;
-      T* gn = grad + n * d * n_out;
-      T* sn = sec + n * np * n_out;
-      std::memset(vn, 0, sizeof(T) * n_out);
-      std::memset(gn, 0, sizeof(T) * d * n_out);
-      std::memset(sn, 0, sizeof(T) * np * n_out);
-      for (int64_t i = 0; i < s.n_in; ++i) {
-        const int64_t ni = n * s.n_in + i;
-        silu_derivs(x[ni], sil);
-        loc.compute(s, x[ni], t0[i], h[i]);
-        const T* ci = coef + i * s.K * n_out;
-        for (int m = 0; m <= k; ++m) c[m] = loc.row[m] >= 0 ? ci + loc.row[m] * n_out : zero.data();
-        for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
-        for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
-        quadratic(s.mode, d, np, g, s.mode == 0 ? m2 + ni * np : nullptr, q);
-        const T* w = wb + i * n_out;
-        const T s0 = sil[0], s1 = sil[1], s2 = sil[2];
+    for (int64_t n0 = 0; n0 < s.n; n0 += BLOCK) {
+      const int64_t n1 = n0 + BLOCK < s.n ? n0 + BLOCK : s.n;
+      sigmoids(x + n0 * s.n_in, (n1 - n0) * s.n_in, sg.data());
+      for (int64_t n = n0; n < n1; ++n) {
+        T* vn = val + n * n_out;
+        T* gn = grad + n * d * n_out;
+        T* sn = sec + n * np * n_out;
+        std::memset(vn, 0, sizeof(T) * n_out);
+        std::memset(gn, 0, sizeof(T) * d * n_out);
+        std::memset(sn, 0, sizeof(T) * np * n_out);
+        for (int64_t i = 0; i < s.n_in; ++i) {
+          const int64_t ni = n * s.n_in + i;
+          silu_derivs(x[ni], sg[ni - n0 * s.n_in], sil);
+          loc.compute(s, x[ni], t0[i], h[i]);
+          const T* ci = coef + i * s.K * n_out;
+          for (int m = 0; m <= k; ++m) c[m] = loc.row[m] >= 0 ? ci + loc.row[m] * n_out : zero.data();
+          for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
+          for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
+          quadratic(s.mode, d, np, g, s.mode == 0 ? m2 + ni * np : nullptr, q);
+          const T* w = wb + i * n_out;
+          const T s0 = sil[0], s1 = sil[1], s2 = sil[2];
 #pragma omp simd
-        for (int64_t o = 0; o < n_out; ++o) {
-          T p0 = w[o] * s0, p1 = w[o] * s1, p2 = w[o] * s2;
-          for (int m = 0; m <= k; ++m) {
-            const T cm = c[m][o];
-            p0 += loc.b[0][m] * cm;
-            if (need1) p1 += loc.b[1][m] * cm;
-            if (need2) p2 += loc.b[2][m] * cm;
+          for (int64_t o = 0; o < n_out; ++o) {
+            T p0 = w[o] * s0, p1 = w[o] * s1, p2 = w[o] * s2;
+            for (int m = 0; m <= k; ++m) {
+              const T cm = c[m][o];
+              p0 += loc.b[0][m] * cm;
+              if (need1) p1 += loc.b[1][m] * cm;
+              if (need2) p2 += loc.b[2][m] * cm;
+            }
+            vn[o] += p0;
+            for (int a = 0; a < d; ++a) gn[o * d + a] += p1 * g[a];
+            for (int p = 0; p < np; ++p) sn[o * np + p] += p1 * e[p] + p2 * q[p];
           }
-          vn[o] += p0;
-          for (int a = 0; a < d; ++a) gn[o * d + a] += p1 * g[a];
-          for (int p = 0; p < np; ++p) sn[o * np + p] += p1 * e[p] + p2 * q[p];
         }
       }
     }
@@ -247,72 +266,77 @@ void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2
     T sil[4], g[MAX_D], e[MAX_P], q[MAX_P], r2q[MAX_P];
     const T* c[MAX_ORDER + 1];
     T* gc[MAX_ORDER + 1];
+    std::vector<T> sg(BLOCK * s.n_in);
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < s.n; ++n) {
-      const T* gv = gval + n * n_out;
-      const T* gg = ggrad + n * d * n_out;
-      const T* gs = gsec + n * np * n_out;
-      for (int64_t i = 0; i < s.n_in; ++i) {
-        const int64_t ni = n * s.n_in + i;
-        silu_derivs(x[ni], sil);
-        loc.compute(s, x[ni], t0[i], h[i]);
-        const T* ci = coef + i * s.K * n_out;
-        T* gci = my + i * s.K * n_out;
-        for (int m = 0; m <= k; ++m) {
-          c[m] = loc.row[m] >= 0 ? ci + loc.row[m] * n_out : zero.data();
-          gc[m] = loc.row[m] >= 0 ? gci + loc.row[m] * n_out : dump;
-        }
-        for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
-        for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
-        quadratic(s.mode, d, np, g, s.mode == 0 ? m2 + ni * np : nullptr, q);
-        const T* w = wb + i * n_out;
-        T* gw = my + n_coef + i * n_out;
-        const T s0 = sil[0], s1 = sil[1], s2 = sil[2], s3 = sil[3];
-#pragma omp simd
-        for (int64_t o = 0; o < n_out; ++o) {
-          // first to third derivatives of edge (i, o)
-          T p1 = w[o] * s1, p2 = w[o] * s2, p3 = w[o] * s3;
+    for (int64_t n0 = 0; n0 < s.n; n0 += BLOCK) {
+      const int64_t n1 = n0 + BLOCK < s.n ? n0 + BLOCK : s.n;
+      sigmoids(x + n0 * s.n_in, (n1 - n0) * s.n_in, sg.data());
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* gv = gval + n * n_out;
+        const T* gg = ggrad + n * d * n_out;
+        const T* gs = gsec + n * np * n_out;
+        for (int64_t i = 0; i < s.n_in; ++i) {
+          const int64_t ni = n * s.n_in + i;
+          silu_derivs(x[ni], sg[ni - n0 * s.n_in], sil);
+          loc.compute(s, x[ni], t0[i], h[i]);
+          const T* ci = coef + i * s.K * n_out;
+          T* gci = my + i * s.K * n_out;
           for (int m = 0; m <= k; ++m) {
-            const T cm = c[m][o];
-            p1 += loc.b[1][m] * cm;
-            p2 += loc.b[2][m] * cm;
-            p3 += loc.b[3][m] * cm;
+            c[m] = loc.row[m] >= 0 ? ci + loc.row[m] * n_out : zero.data();
+            gc[m] = loc.row[m] >= 0 ? gci + loc.row[m] * n_out : dump;
           }
-          // a1, a2: what the first and second derivatives multiply in the forward, contracted
-          // with the output gradients
-          T a1 = T(0), a2 = T(0);
-          for (int a = 0; a < d; ++a) a1 += gg[o * d + a] * g[a];
-          for (int p = 0; p < np; ++p) {
-            a1 += gs[o * np + p] * e[p];
-            a2 += gs[o * np + p] * q[p];
+          for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
+          for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
+          quadratic(s.mode, d, np, g, s.mode == 0 ? m2 + ni * np : nullptr, q);
+          const T* w = wb + i * n_out;
+          T* gw = my + n_coef + i * n_out;
+          const T s0 = sil[0], s1 = sil[1], s2 = sil[2], s3 = sil[3];
+#pragma omp simd
+          for (int64_t o = 0; o < n_out; ++o) {
+            // first to third derivatives of edge (i, o)
+            T p1 = w[o] * s1, p2 = w[o] * s2, p3 = w[o] * s3;
+            for (int m = 0; m <= k; ++m) {
+              const T cm = c[m][o];
+              p1 += loc.b[1][m] * cm;
+              p2 += loc.b[2][m] * cm;
+              p3 += loc.b[3][m] * cm;
+            }
+            // a1, a2: what the first and second derivatives multiply in the forward, contracted
+            // with the output gradients
+            T a1 = T(0), a2 = T(0);
+            for (int a = 0; a < d; ++a) a1 += gg[o * d + a] * g[a];
+            for (int p = 0; p < np; ++p) {
+              a1 += gs[o * np + p] * e[p];
+              a2 += gs[o * np + p] * q[p];
+            }
+            const T a0 = gv[o];
+            P1[o] = p1, P2[o] = p2;
+            X[o] = p1 * a0 + p2 * a1 + p3 * a2;
+            gw[o] += s0 * a0 + s1 * a1 + s2 * a2;
+            for (int m = 0; m <= k; ++m) gc[m][o] += loc.b[0][m] * a0 + loc.b[1][m] * a1 + loc.b[2][m] * a2;
           }
-          const T a0 = gv[o];
-          P1[o] = p1, P2[o] = p2;
-          X[o] = p1 * a0 + p2 * a1 + p3 * a2;
-          gw[o] += s0 * a0 + s1 * a1 + s2 * a2;
-          for (int m = 0; m <= k; ++m) gc[m][o] += loc.b[0][m] * a0 + loc.b[1][m] * a1 + loc.b[2][m] * a2;
-        }
-        T acc_x = T(0);
+          T acc_x = T(0);
 #pragma omp simd reduction(+ : acc_x)
-        for (int64_t o = 0; o < n_out; ++o) acc_x += X[o];
-        gx[ni] = acc_x;
-        T* gd = gdh + ni * d;
-        for (int a = 0; a < d; ++a) {
-          T r = T(0);
+          for (int64_t o = 0; o < n_out; ++o) acc_x += X[o];
+          gx[ni] = acc_x;
+          T* gd = gdh + ni * d;
+          for (int a = 0; a < d; ++a) {
+            T r = T(0);
 #pragma omp simd reduction(+ : r)
-          for (int64_t o = 0; o < n_out; ++o) r += P1[o] * gg[o * d + a];
-          gd[a] = r;
-        }
-        for (int p = 0; p < np; ++p) {
-          T r1 = T(0), r2 = T(0);
+            for (int64_t o = 0; o < n_out; ++o) r += P1[o] * gg[o * d + a];
+            gd[a] = r;
+          }
+          for (int p = 0; p < np; ++p) {
+            T r1 = T(0), r2 = T(0);
 #pragma omp simd reduction(+ : r1, r2)
-          for (int64_t o = 0; o < n_out; ++o) r1 += P1[o] * gs[o * np + p], r2 += P2[o] * gs[o * np + p];
-          gd2h[ni * np + p] = r1, r2q[p] = r2;
-        }
-        if (s.mode == 0) {
-          for (int p = 0; p < np; ++p) gm2[ni * np + p] = r2q[p];
-        } else {
-          quadratic_backward(s.mode, d, np, g, r2q, gd);
+            for (int64_t o = 0; o < n_out; ++o) r1 += P1[o] * gs[o * np + p], r2 += P2[o] * gs[o * np + p];
+            gd2h[ni * np + p] = r1, r2q[p] = r2;
+          }
+          if (s.mode == 0) {
+            for (int p = 0; p < np; ++p) gm2[ni * np + p] = r2q[p];
+          } else {
+            quadratic_backward(s.mode, d, np, g, r2q, gd);
+          }
         }
       }
     }

@@ -32,11 +32,13 @@
 #include <vector>
 #include <omp.h>
 
-// The exp below vectorises only if comparisons may be assumed not to trap (no value changes:
-// kanpde never enables floating-point traps).
-#pragma GCC optimize("no-trapping-math")
+#include "fastmath.h"
 
 namespace {
+
+using kanpde_math::expm1_;
+using kanpde_math::sigmoid_;
+using kanpde_math::tanh_;
 
 constexpr int64_t BLOCK = 256;
 enum Activation { TANH = 0, SILU = 1, SIN = 2 };
@@ -51,35 +53,6 @@ struct Shape {
 inline Shape shape(const int64_t* dims) {
   return {dims[0], dims[1], dims[2], dims[3], int(dims[4]), dims[5]};
 }
-
-// expm1(x) in double precision, branch-free so that loops over it vectorise: x = k ln 2 + r,
-// |r| <= ln 2 / 2 (Cody-Waite, two-part ln 2), e^r - 1 by its Taylor series to r^13 (truncation
-// < 2e-17 relative), 2^k from the exponent bits; x is clamped to [-708, 709] (NaN passes).
-inline double expm1_(double x) {
-  x = x < -708.0 ? -708.0 : x;
-  x = x > 709.0 ? 709.0 : x;
-  const double shift = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
-  const double m = x * 1.4426950408889634 + shift, k = m - shift;
-  const double r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
-  double p = 1.0 / 6227020800.0;
-  for (double c : {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
-                   1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0})
-    p = p * r + c;
-  p *= r;  // e^r - 1
-  uint64_t bits;
-  std::memcpy(&bits, &m, 8);  // k in the low bits
-  bits = (bits + 1023) << 52;
-  double scale;  // 2^k
-  std::memcpy(&scale, &bits, 8);
-  return scale * p + (scale - 1.0);
-}
-
-inline double tanh_(double z) {  // -expm1(-2|z|) / (2 + expm1(-2|z|)), signed
-  const double a = z < 0 ? -z : z, e = expm1_(-2 * a), t = -e / (2 + e);
-  return z < 0 ? -t : t;
-}
-
-inline double sigmoid_(double z) { return 1 / (2 + expm1_(-z)); }
 
 // d[r][i] = sigma^(r)(z_i), r = 0..3, for the `n` elements of the block starting at e, from the
 // base rows; `written` (the forward's base, nullptr in the backward) first receives tanh z or
