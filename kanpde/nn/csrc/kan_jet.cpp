@@ -114,10 +114,10 @@ inline void local_bases(T u, T inv_h, int order, T b[4][MAX_ORDER + 1]) {
   const int k = ORDER > 0 ? ORDER : order;
   if (ORDER == 3) {
     const T v = T(1) - u, u2 = u * u, v2 = v * v, h2 = inv_h * inv_h;
-    b[0][0] = v2 * v / T(6);
-    b[0][1] = (T(3) * u2 * u - T(6) * u2 + T(4)) / T(6);
-    b[0][2] = (T(-3) * u2 * u + T(3) * u2 + T(3) * u + T(1)) / T(6);
-    b[0][3] = u2 * u / T(6);
+    b[0][0] = v2 * v * T(1.0 / 6.0);
+    b[0][1] = (T(3) * u2 * u - T(6) * u2 + T(4)) * T(1.0 / 6.0);
+    b[0][2] = (T(-3) * u2 * u + T(3) * u2 + T(3) * u + T(1)) * T(1.0 / 6.0);
+    b[0][3] = u2 * u * T(1.0 / 6.0);
     b[1][0] = -v2 / T(2) * inv_h;
     b[1][1] = (T(3) * u2 - T(4) * u) / T(2) * inv_h;
     b[1][2] = (T(-3) * u2 + T(2) * u + T(1)) / T(2) * inv_h;
@@ -170,7 +170,8 @@ struct Local {
 
   inline void compute(const Shape& s, T x, T t0, T h) {
     const int k = ORDER > 0 ? ORDER : s.order;
-    const T pos = (x - t0) / h;
+    const T inv_h = T(1) / h;
+    const T pos = (x - t0) * inv_h;
     const T cf = std::floor(pos);
     if (!(cf >= T(0) && cf < T(s.n_cells))) {
       for (int q = 0; q < 4; ++q)
@@ -178,7 +179,7 @@ struct Local {
       for (int m = 0; m <= k; ++m) row[m] = -1;
       return;
     }
-    local_bases<T, ORDER>(pos - cf, T(1) / h, k, b);
+    local_bases<T, ORDER>(pos - cf, inv_h, k, b);
     const int64_t j0 = (int64_t)cf - k;
     for (int m = 0; m <= k; ++m) {
       const int64_t j = j0 + m;
