@@ -113,11 +113,11 @@ template <typename T, int ORDER>
 inline void local_bases(T u, T inv_h, int order, T b[4][MAX_ORDER + 1]) {
   const int k = ORDER > 0 ? ORDER : order;
   if (ORDER == 3) {
-    const T v = T(1) - u, u2 = u * u, v2 = v * v, h2 = inv_h * inv_h;
-    b[0][0] = v2 * v * T(1.0 / 6.0);
-    b[0][1] = (T(3) * u2 * u - T(6) * u2 + T(4)) * T(1.0 / 6.0);
-    b[0][2] = (T(-3) * u2 * u + T(3) * u2 + T(3) * u + T(1)) * T(1.0 / 6.0);
-    b[0][3] = u2 * u * T(1.0 / 6.0);
+    const T v = T(1) - u, u2 = u * u, v2 = v * v, h2 = inv_h * inv_h, sixth = T(1.0 / 6.0);
+    b[0][0] = v2 * v * sixth;
+    b[0][1] = (T(3) * u2 * u - T(6) * u2 + T(4)) * sixth;
+    b[0][2] = (T(-3) * u2 * u + T(3) * u2 + T(3) * u + T(1)) * sixth;
+    b[0][3] = u2 * u * sixth;
     b[1][0] = -v2 / T(2) * inv_h;
     b[1][1] = (T(3) * u2 - T(4) * u) / T(2) * inv_h;
     b[1][2] = (T(-3) * u2 + T(2) * u + T(1)) / T(2) * inv_h;
