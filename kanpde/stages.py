@@ -16,6 +16,7 @@ from torch import Tensor
 
 from kanpde import optim
 from kanpde.nn.kan import MAX_GRID
+from kanpde.optim.lbfgs import LBFGS
 from kanpde.pde.adaptive_sampling import RESAMPLINGS
 from kanpde.pde.weighting import BALANCES, WEIGHTINGS
 from kanpde.validate import ConfigError, check_choice, check_int, check_number
@@ -29,7 +30,8 @@ class Stage:
     """One optimisation stage; config keys are these field names.
 
     Attributes:
-        optimizer: "adam"; "lbfgs" (torch's, limited memory); "bfgs", "ssbfgs", "ssbroyden"
+        optimizer: "adam"; "lbfgs" (limited memory, torch's algorithm with the
+            direction in compact form; `kanpde.optim.lbfgs`); "bfgs", "ssbfgs", "ssbroyden"
             (dense quasi-Newton, plain or self-scaled, strong-Wolfe line search;
             `kanpde.optim.quasi_newton`); "lm" (Levenberg-Marquardt on the residual vector of a
             PDE problem; `kanpde.optim.levenberg_marquardt`).
@@ -208,7 +210,7 @@ def make_optimizer(stage: Stage, params: list[Tensor], lr: float | None = None) 
     if stage.optimizer != "lbfgs":
         return optim.make(stage.optimizer, params, lr=lr, max_iter=stage.max_iter)
     # Tolerances at ~0 so a step always runs its iterations, as pykan does.
-    return torch.optim.LBFGS(
+    return LBFGS(
         params, lr=lr, max_iter=stage.max_iter, max_eval=stage.max_iter * 5 // 4,
         history_size=stage.history_size, line_search_fn="strong_wolfe",
         tolerance_grad=1e-32, tolerance_change=1e-32,
