@@ -17,6 +17,7 @@ from kanpde.nn.mlp import MLP
 from kanpde.pde.conditions import Dirichlet, Initial, Observations
 from kanpde.pde.domains import Interval
 from kanpde.pde.evolution import Evolution1D
+from kanpde.pde.memo import at_points
 from kanpde.pde.problem import PDEProblem
 from kanpde.registry import register_problem
 from kanpde.validate import ConfigError, check_int, check_number, check_width
@@ -124,6 +125,7 @@ class DiffusionInverse(PDEProblem):
     def true_a(x):
         return 1 + 0.5 * torch.sin(2 * PI * x)
 
+    @at_points
     def source(self, x):
         # -(a u')' with a = 1 + 0.5 sin(2 pi x), u = sin(pi x)
         a, da = self.true_a(x), PI * torch.cos(2 * PI * x)

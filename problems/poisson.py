@@ -13,6 +13,7 @@ from kanpde.pde.domains import Box
 from kanpde.pde.conditions import Dirichlet
 from kanpde.pde.csg import Difference
 from kanpde.pde.fields import Fields
+from kanpde.pde.memo import at_points
 from kanpde.pde.problem import PDEProblem
 from kanpde.pde.references.poisson_fd import lshape
 from kanpde.pde.references.settings import check_overrides, reference
@@ -62,6 +63,7 @@ class Poisson(_Poisson2D):
                  sampling: str = "random", n_test: int = 10_000):
         super().__init__(alpha, n_interior, n_boundary, sampling, n_test)
 
+    @at_points
     def source(self, x: Tensor) -> Tensor:
         a, b = x[:, :1], x[:, 1:]
         return (-PI**2 * (1 + 4 * b**2) * torch.sin(PI * a) * torch.sin(PI * b**2)
@@ -85,6 +87,7 @@ class PoissonSinSin(_Poisson2D):
                  sampling: str = "mesh", n_test: int = 10_000):
         super().__init__(alpha, n_interior, n_boundary, sampling, n_test)
 
+    @at_points
     def source(self, x: Tensor) -> Tensor:
         return -2 * PI**2 * self.exact(x)
 
@@ -106,7 +109,11 @@ class Poisson3D(PDEProblem):
         self.domain = Box([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
 
     def residual(self, x, u):
-        return -u.laplacian - PI**2 / 4 * torch.sin(PI * x / 2).sum(dim=1, keepdim=True)
+        return -u.laplacian - self.source(x)
+
+    @at_points
+    def source(self, x):
+        return PI**2 / 4 * torch.sin(PI * x / 2).sum(dim=1, keepdim=True)
 
     def conditions(self):
         return {"boundary": Dirichlet(self.exact)}
