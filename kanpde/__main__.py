@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kanpde import cores
 
-cores.passive_waiting()  # before torch (with libgomp) is loaded below: see kanpde.cores
+cores.bounded_waiting()  # before torch (with libgomp) is loaded below: see kanpde.cores
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from kanpde import cores
 
-cores.passive_waiting()  # as the CLI does, before torch is loaded (see kanpde.cores)
+cores.bounded_waiting()  # as the CLI does, before torch is loaded (see kanpde.cores)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

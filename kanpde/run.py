@@ -115,8 +115,9 @@ def run(cfg, out_dir: str | Path) -> dict:
 def solve_config(cfg, out_dir: str | Path, problem=None) -> tuple[dict, torch.nn.Module, object]:
     """`run`, also returning the trained model and the problem (with its recovered unknowns).
 
-    Torch's thread count is the run's (`threads`; 0: the free cores, `kanpde.cores`) while it
-    runs, and what it was before once it returns or fails.
+    Torch's thread count is the run's (`threads`; 0: the free cores, counted at the start and
+    followed after every step, `kanpde.cores`) while it runs, and what it was before once it
+    returns or fails.
 
     Args:
         cfg: the composed config.
@@ -173,6 +174,12 @@ def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Mod
     # after every check: a config that fails leaves the process as it was
     threads_how = "set" if threads else "free cores"
     torch.set_num_threads(threads or cores.auto_threads())
+    if threads > 1:
+        free = cores.free_cores()
+        if free is not None and threads > free + 0.5:
+            log.warning("threads=%d but %.1f cores are free: threads that share a core with another process "
+                        "stall the others (threads=0 follows the free cores)", threads, free)
+    watch = None if threads else cores.Watch(len(cores.allowed_cpus()))
     out = Path(out_dir)
     if resume:
         done = _check_resumable(out, cfg)
@@ -191,7 +198,7 @@ def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Mod
            if hasattr(problem, "outputs") else {}),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
         "threads": torch.get_num_threads(), "threads_from": threads_how,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "libgomp default"),
+        "omp_wait_policy": cores.wait_policy(),
         "cpu": _cpu_model(),
         "run_dir": str(out),
     }
@@ -220,7 +227,8 @@ def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Mod
             with kernel.switched(use_kernel and kernel.enabled):
                 candidate = train(model, problem, data, test, stages, fast=fast, log_every=log_every,
                                   progress=progress, compile=compile_, generator=data_gen,
-                                  checkpoints=saves, resume=state, inject_nan=inject_nan)
+                                  checkpoints=saves, resume=state, inject_nan=inject_nan,
+                                  on_step=None if watch is None else watch.check)
             final = candidate.history[-1]["loss"]
             tried.append({"seed": seed + r, "status": candidate.status, "loss": final, "wall_s": round(candidate.wall_s, 3)})
             if restarts > 1:
@@ -250,6 +258,7 @@ def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Mod
         **({"restarts": tried} if restarts > 1 else {}),
         "total_s": round(time.perf_counter() - t0, 3),
         "grid_changes": result.grid_changes,
+        **({"thread_changes": watch.changes} if watch is not None and watch.changes else {}),
         **({"recoveries": result.recoveries} if result.recoveries else {}),
         **({"grid": spline_kan(model)[0].layers[0].grid_size} if spline_kan(model)[0] is not None else {}),
         **problem.metrics(model, test),

@@ -122,6 +122,7 @@ def train(
     checkpoints: Checkpoints | None = None,
     resume: dict | None = None,
     inject_nan: dict | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Minimise the problem's loss over `stages`.
 
@@ -141,6 +142,8 @@ def train(
             generator are replaced by the saved ones); a finished one is returned as it was.
         inject_nan: a test hook, {"step": k, "times": n}: the loss of the k-th step (1-based)
             is forced to NaN in its first n attempts.
+        on_step: called with the number of steps taken after each step (the run's thread
+            watch, `kanpde.cores.Watch`).
     """
     from tqdm.auto import tqdm
 
@@ -336,6 +339,8 @@ def train(
                 result.steps += 1
                 step += 1
                 bar.update(1)
+                if on_step is not None:
+                    on_step(result.steps)
                 if result.steps % log_every == 0 or step == stage.steps:
                     row = record(i, loss, box["terms"])
                     bar.set_postfix({k: f"{row[k]:.3g}" for k in shown if k in row})

@@ -69,8 +69,13 @@ def test_tiny_run_succeeds(tmp_path):
     metrics = json.loads(found[0].read_text())
     assert metrics["status"] == "ok" and metrics["steps"] == 2
     assert metrics["problem"] == "poisson_sinsin" and metrics["model"] == "kan"
-    # the CLI lets idle OpenMP threads sleep (kanpde.cores), unless the user chose a policy
-    assert metrics["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    # the CLI bounds how long idle OpenMP threads spin (kanpde.cores), unless the user chose
+    if "GOMP_SPINCOUNT" in os.environ:
+        assert metrics["omp_wait_policy"] == f"GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
+    elif "OMP_WAIT_POLICY" in os.environ:
+        assert metrics["omp_wait_policy"] == f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+    else:
+        assert metrics["omp_wait_policy"] == "GOMP_SPINCOUNT=100000"
     assert (found[0].parent / "run.h5").is_file() and (found[0].parent / "config.yaml").is_file()
     assert "Traceback" not in proc.stderr
 
