@@ -16,7 +16,6 @@ from torch import Tensor
 
 from kanpde import optim
 from kanpde.nn.kan import MAX_GRID
-from kanpde.optim.lbfgs import LBFGS
 from kanpde.pde.adaptive_sampling import RESAMPLINGS
 from kanpde.pde.weighting import BALANCES, WEIGHTINGS
 from kanpde.validate import ConfigError, check_choice, check_int, check_number
@@ -210,7 +209,7 @@ def make_optimizer(stage: Stage, params: list[Tensor], lr: float | None = None) 
     if stage.optimizer != "lbfgs":
         return optim.make(stage.optimizer, params, lr=lr, max_iter=stage.max_iter)
     # Tolerances at ~0 so a step always runs its iterations, as pykan does.
-    return LBFGS(
+    return optim.LBFGS(
         params, lr=lr, max_iter=stage.max_iter, max_eval=stage.max_iter * 5 // 4,
         history_size=stage.history_size, line_search_fn="strong_wolfe",
         tolerance_grad=1e-32, tolerance_change=1e-32,

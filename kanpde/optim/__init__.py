@@ -1,5 +1,7 @@
 """Second-order optimisers for physics-informed training (issue 13).
 
+    lbfgs                     limited-memory BFGS as torch's, the direction in compact form
+                              (`kanpde.optim.lbfgs`); built by `kanpde.stages.make_optimizer`
     bfgs, ssbfgs, ssbroyden   dense quasi-Newton with a strong-Wolfe line search
                               (`kanpde.optim.quasi_newton`); step(closure) as torch's L-BFGS
     lm                        Levenberg-Marquardt on the residual vector
@@ -26,6 +28,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from kanpde.optim.lbfgs import LBFGS
 from kanpde.optim.levenberg_marquardt import LevenbergMarquardt
 from kanpde.optim.quasi_newton import BFGS, SSBFGS, SSBroyden
 from kanpde.validate import ConfigError
@@ -56,4 +59,4 @@ def make(name: str, params: Iterable[Tensor], **opts) -> torch.optim.Optimizer:
     return OPTIMIZERS[name](params, **opts)
 
 
-__all__ = ["BFGS", "SSBFGS", "SSBroyden", "LevenbergMarquardt", "NAMES", "RESIDUAL", "make", "options"]
+__all__ = ["LBFGS", "BFGS", "SSBFGS", "SSBroyden", "LevenbergMarquardt", "NAMES", "RESIDUAL", "make", "options"]
