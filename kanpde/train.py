@@ -259,13 +259,18 @@ def train(
                     opt.load_state_dict(resume["optimizer"])
             last_good = checked = good_state()
             until = stage.steps if stage.update_grid_until is None else stage.update_grid_until
+            box: dict = {}
             while step < stage.steps:
                 t0 = time.perf_counter()
                 kan, embed = spline_kan(model)
+                # whether this step's objective differs from the last step's end: else L-BFGS may
+                # reuse the loss and gradient it ended on instead of evaluating them again
+                changed = False
                 if kan is not None and stage.update_grid_every and step < until and step % stage.update_grid_every == 0:
                     update_grid_(kan, embed(grid_x), stage.grid_eps)
-                    best = math.inf  # a new objective
+                    best, changed = math.inf, True  # a new objective
                 if stage.resample_every and step and step % stage.resample_every == 0:
+                    changed = True
                     if stage.resampling == "rad":
                         data = adaptive_sampling.rad(problem, model, data, generator, fast, stage.rad_k, stage.rad_c,
                                                      stage.rad_candidates)
@@ -281,11 +286,15 @@ def train(
                         opt = make_optimizer(stage, params, lr)
                 if stage.balance != "none" and step % stage.balance_every == 0:
                     data = weighting.balance(problem, model, params, data, fast, stage.balance_alpha)
+                    changed = True
                 if stage.weighting != "none" or weighting.KEY in data:  # fixed within the step
                     data = weighting.update(stage.weighting, problem, model, data, fast, stage.rba_gamma,
                                             stage.rba_eta, stage.causal_eps, stage.causal_chunks)
-                box: dict = {}
+                    changed = True
                 nan = inject_nan is not None and result.steps + 1 == inject_nan["step"] and injected < inject_nan["times"]
+                changed = changed or nan
+                if changed:
+                    box = {}  # else it keeps the last evaluation's loss and terms
 
                 def closure() -> Tensor:
                     opt.zero_grad(set_to_none=True)
@@ -306,6 +315,8 @@ def train(
                         loss_lm, terms_lm = loss_fn(stage)
                     result.evals += 1
                     box["loss"], box["terms"] = loss_lm.detach(), {k: v.detach() for k, v in terms_lm.items()}
+                elif stage.optimizer == "lbfgs":
+                    opt.step(closure, reuse=not changed)
                 elif stage.optimizer != "adam":
                     opt.step(closure)
                 else:

@@ -148,3 +148,38 @@ def test_does_not_import_dynamo():
             "print('torch._dynamo' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _steps(reuse, steps=4, edit_between=False, **kw):
+    x = torch.tensor([-1.2, 1.0, -0.5, 0.8, 0.3, -0.9], dtype=torch.float64, requires_grad=True)
+    opt = LBFGS([x], **kw)
+    calls = [0]
+
+    def closure():
+        opt.zero_grad()
+        calls[0] += 1
+        loss = rosenbrock(x)
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        opt.step(closure, reuse=reuse)
+        if edit_between:
+            with torch.no_grad():
+                x.mul_(1.0)  # same values, but changed in place: its version counter moves
+    return x.detach(), calls[0]
+
+
+@pytest.mark.parametrize("line_search", ["strong_wolfe", None])
+def test_reuse_skips_the_repeated_evaluation_and_changes_nothing_else(line_search):
+    """With reuse the iterates are bit for bit the same, with one evaluation fewer per step
+    after the first; a parameter changed in place in between is evaluated again."""
+    kw = dict(max_iter=5, history_size=3, line_search_fn=line_search, lr=1.0 if line_search else 0.2,
+              tolerance_grad=1e-32, tolerance_change=1e-32)
+    x_plain, n_plain = _steps(False, **kw)
+    x_reuse, n_reuse = _steps(True, **kw)
+    assert torch.equal(x_plain, x_reuse)
+    # the fixed step's last iteration moves without evaluating: nothing to reuse there
+    assert n_reuse == (n_plain - 3 if line_search else n_plain)
+    _, n_edited = _steps(True, edit_between=True, **kw)
+    assert n_edited == n_plain

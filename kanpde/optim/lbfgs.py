@@ -101,6 +101,7 @@ class LBFGS(torch.optim.Optimizer):
         if len(self.param_groups) != 1:
             raise ConfigError(f"lbfgs takes one parameter group, got {len(self.param_groups)}")
         self._params = self.param_groups[0]["params"]
+        self._last: tuple | None = None  # (versions, loss, gradient) where the last step ended
 
     # --- flat views of the parameters -----------------------------------------------------------
 
@@ -154,12 +155,20 @@ class LBFGS(torch.optim.Optimizer):
 
     # --- the iteration --------------------------------------------------------------------------
 
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self._params)
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor]) -> Tensor:
+    def step(self, closure: Callable[[], Tensor], reuse: bool = False) -> Tensor:
         """Up to `max_iter` iterations; returns the loss at the start of the step.
 
         Args:
             closure: zeroes the gradients, computes the loss, calls backward, returns the loss.
+            reuse: the objective is the one the previous step ended on: start from the loss
+                and gradient found there instead of evaluating them again (torch's L-BFGS
+                always does, one evaluation in ~20 of the default run). Taken only when no
+                parameter was changed in place since (their version counters), and never
+                across a state_dict round trip.
         """
         group = self.param_groups[0]
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
@@ -169,11 +178,17 @@ class LBFGS(torch.optim.Optimizer):
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
 
-        orig_loss = closure()
-        loss, g = float(orig_loss), self._flat_grad()
-        evals = 1
-        state["func_evals"] += 1
+        last = self._last if reuse else None
+        if last is not None and last[0] == self._versions():
+            orig_loss, g = last[1], last[2]
+        else:
+            orig_loss = closure()
+            g = self._flat_grad()
+            state["func_evals"] += 1
+        loss, evals = float(orig_loss), 1  # a reused evaluation counts against max_eval too
+        self._last, fresh = None, True  # fresh: loss and g are at the parameters as they are now
         if g.abs().max() <= tol_grad:
+            self._remember_end(loss, g)
             return orig_loss
         if "old_dirs" in state:  # a checkpoint of torch's L-BFGS: its pairs become the compact memory
             self._adopt(state, group["history_size"])
@@ -211,12 +226,12 @@ class LBFGS(torch.optim.Optimizer):
 
                 loss, g, t, n = _strong_wolfe(obj_func, x0, t, d, loss, g, gtd, max_ls=max_eval - evals)
                 t = float(t)
-                self._add(t, d)
+                self._add(t, d)  # to where the line search evaluated loss and g
             else:
                 self._add(t, d)
-                n = 0
+                n, fresh = 0, False
                 if n_iter != max_iter:
-                    loss, n = float(closure()), 1
+                    loss, n, fresh = float(closure()), 1, True
                     g = self._flat_grad()
             evals += n
             state["func_evals"] += n
@@ -225,4 +240,10 @@ class LBFGS(torch.optim.Optimizer):
             if float((d * t).abs().max()) <= tol_change or abs(loss - prev_loss) < tol_change:
                 break
         state.update(d=d, t=t, prev_flat_grad=prev_g, prev_loss=prev_loss)
+        if fresh:
+            self._remember_end(loss, g)
         return orig_loss
+
+    def _remember_end(self, loss: float, g: Tensor) -> None:
+        """Keep the loss and gradient at the parameters a step leaves, for `step(reuse=True)`."""
+        self._last = (self._versions(), torch.tensor(loss, dtype=g.dtype, device=g.device), g)
