@@ -92,11 +92,23 @@ def free_cores(probe_s: float = PROBE_S) -> float | None:
         return None
     time.sleep(probe_s)
     after, own = _busy_ticks(cpus), time.process_time() - own
-    if after is None or after[1] <= before[1]:
+    return _free_between(before, after, own, probe_s, len(cpus))
+
+
+def _free_between(before: tuple[int, int] | None, after: tuple[int, int] | None, own_s: float, seconds: float,
+                  n_cpus: int) -> float | None:
+    """Cores of `n_cpus` left idle between two (busy, total) tick readings `seconds` apart, this
+    process's `own_s` CPU seconds in between not counted as busy; None where unreadable."""
+    if before is None or after is None or after[1] <= before[1]:
         return None
-    share = (after[0] - before[0]) / (after[1] - before[1])  # busy fraction of the allowed CPUs
-    busy = max(0.0, share * len(cpus) - own / probe_s)
-    return max(0.0, len(cpus) - busy)
+    share = (after[0] - before[0]) / (after[1] - before[1])  # busy fraction of the CPUs
+    busy = max(0.0, share * n_cpus - own_s / seconds)
+    return max(0.0, n_cpus - busy)
+
+
+def _threads_for(free: float, limit: int) -> int:
+    """`free` cores rounded to the nearest whole core, in 1..limit."""
+    return max(1, min(limit, int(free + 0.5)))
 
 
 def auto_threads(probe_s: float = PROBE_S) -> int:
@@ -104,7 +116,7 @@ def auto_threads(probe_s: float = PROBE_S) -> int:
     allowed CPUs where they cannot be counted)."""
     free = free_cores(probe_s)
     n = len(allowed_cpus())
-    return n if free is None else max(1, min(n, int(free + 0.5)))
+    return n if free is None else _threads_for(free, n)
 
 
 class Watch:
@@ -136,12 +148,10 @@ class Watch:
         if now - then < self.window_s:
             return
         self._mark = (ticks, own, now)
-        if ticks is None or ticks0 is None or ticks[1] <= ticks0[1]:
+        free = _free_between(ticks0, ticks, own - own0, now - then, len(self.cpus))
+        if free is None:
             return
-        share = (ticks[0] - ticks0[0]) / (ticks[1] - ticks0[1])
-        busy = max(0.0, share * len(self.cpus) - (own - own0) / (now - then))
-        free = max(0.0, len(self.cpus) - busy)
-        n = max(1, min(self.limit, int(free + 0.5)))
+        n = _threads_for(free, self.limit)
         import torch  # here, not above: this module is imported before torch (bounded_waiting)
 
         proposed, self._proposed = self._proposed, n

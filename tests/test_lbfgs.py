@@ -79,24 +79,29 @@ def test_converges_on_rosenbrock():
     assert torch.allclose(x, torch.ones_like(x), atol=1e-10)
 
 
+def _continue(saved, x_start, steps, **kw):
+    """`steps` more steps of kanpde's L-BFGS from x_start, its state loaded from optimiser `saved`."""
+    x = x_start.clone().requires_grad_()
+    opt = LBFGS([x], **kw)
+    opt.load_state_dict(saved.state_dict())
+
+    def closure():
+        opt.zero_grad()
+        loss = rosenbrock(x)
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        opt.step(closure)
+    return x.detach()
+
+
 def test_state_dict_resumes_the_same_run():
     """Two steps, a state_dict round trip into a fresh optimiser, two more: the same as four."""
     kw = dict(max_iter=4, history_size=5, line_search_fn="strong_wolfe")
     x_all, _, _, _ = _run(LBFGS, 4, **kw)
     x_half, _, _, opt = _run(LBFGS, 2, **kw)
-    x = x_half.clone().requires_grad_()
-    resumed = LBFGS([x], **kw)
-    resumed.load_state_dict(opt.state_dict())
-
-    def closure():
-        resumed.zero_grad()
-        loss = rosenbrock(x)
-        loss.backward()
-        return loss
-
-    for _ in range(2):
-        resumed.step(closure)
-    assert torch.allclose(x.detach(), x_all, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(_continue(opt, x_half, 2, **kw), x_all, rtol=1e-12, atol=1e-14)
 
 
 def test_adopts_a_checkpoint_of_torchs_lbfgs():
@@ -104,19 +109,7 @@ def test_adopts_a_checkpoint_of_torchs_lbfgs():
     kw = dict(max_iter=4, history_size=5, line_search_fn="strong_wolfe")
     x_torch, _, _, _ = _run(torch.optim.LBFGS, 4, **kw)
     x_half, _, _, opt = _run(torch.optim.LBFGS, 2, **kw)
-    x = x_half.clone().requires_grad_()
-    ours = LBFGS([x], **kw)
-    ours.load_state_dict(opt.state_dict())
-
-    def closure():
-        ours.zero_grad()
-        loss = rosenbrock(x)
-        loss.backward()
-        return loss
-
-    for _ in range(2):
-        ours.step(closure)
-    assert torch.allclose(x.detach(), x_torch, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(_continue(opt, x_half, 2, **kw), x_torch, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("kw, message", [

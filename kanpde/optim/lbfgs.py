@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 from torch.optim.lbfgs import _strong_wolfe
 
+from kanpde.optim.flat import FlatParams
 from kanpde.validate import ConfigError, check_int, check_number
 
 CURVATURE_MIN = 1e-10  # a pair is kept only when y^T s exceeds this (torch's threshold)
@@ -101,25 +102,8 @@ class LBFGS(torch.optim.Optimizer):
         if len(self.param_groups) != 1:
             raise ConfigError(f"lbfgs takes one parameter group, got {len(self.param_groups)}")
         self._params = self.param_groups[0]["params"]
+        self._flat = FlatParams(self._params)
         self._last: tuple | None = None  # (versions, loss, gradient) where the last step ended
-
-    # --- flat views of the parameters -----------------------------------------------------------
-
-    def _flat_grad(self) -> Tensor:
-        """(n,) the gradient, zeros where a parameter has none."""
-        return torch.cat([p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel())
-                          for p in self._params])
-
-    def _add(self, t: float, d: Tensor) -> None:
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.add_(d[offset : offset + n].view_as(p), alpha=t)
-            offset += n
-
-    def _set(self, values: list[Tensor]) -> None:
-        for p, v in zip(self._params, values):
-            p.copy_(v)
 
     # --- the memory -----------------------------------------------------------------------------
 
@@ -183,7 +167,7 @@ class LBFGS(torch.optim.Optimizer):
             orig_loss, g = last[1], last[2]
         else:
             orig_loss = closure()
-            g = self._flat_grad()
+            g = self._flat.grad()
             state["func_evals"] += 1
         loss, evals = float(orig_loss), 1  # a reused evaluation counts against max_eval too
         self._last, fresh = None, True  # fresh: loss and g are at the parameters as they are now
@@ -215,24 +199,16 @@ class LBFGS(torch.optim.Optimizer):
             if gtd > -tol_change:
                 break
             if group["line_search_fn"] == "strong_wolfe":
-                x0 = [p.detach().clone() for p in self._params]
-
-                def obj_func(x, t, d):
-                    self._add(t, d)
-                    value = float(closure())
-                    grad = self._flat_grad()
-                    self._set(x)
-                    return value, grad
-
-                loss, g, t, n = _strong_wolfe(obj_func, x0, t, d, loss, g, gtd, max_ls=max_eval - evals)
+                loss, g, t, n = _strong_wolfe(self._flat.along(closure), self._flat.clone(), t, d, loss, g, gtd,
+                                              max_ls=max_eval - evals)
                 t = float(t)
-                self._add(t, d)  # to where the line search evaluated loss and g
+                self._flat.add_(t, d)  # to where the line search evaluated loss and g
             else:
-                self._add(t, d)
+                self._flat.add_(t, d)
                 n, fresh = 0, False
                 if n_iter != max_iter:
                     loss, n, fresh = float(closure()), 1, True
-                    g = self._flat_grad()
+                    g = self._flat.grad()
             evals += n
             state["func_evals"] += n
             if n_iter == max_iter or evals >= max_eval or g.abs().max() <= tol_grad:

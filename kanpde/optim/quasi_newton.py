@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 from torch.optim.lbfgs import _strong_wolfe
 
+from kanpde.optim.flat import FlatParams
 from kanpde.validate import ConfigError, check_int, check_number
 
 MAX_PARAMS = 20_000  # a dense P x P float64 matrix: 3.2 GB at the limit
@@ -91,6 +92,7 @@ class DenseQuasiNewton(torch.optim.Optimizer, abc.ABC):
         if len(self.param_groups) != 1:
             raise ConfigError(f"{self.name} takes one parameter group, got {len(self.param_groups)}")
         self._params = self.param_groups[0]["params"]
+        self._flat = FlatParams(self._params, torch.float64)
         self.n_params = sum(p.numel() for p in self._params)
         check_dense(self.n_params, self.name)
 
@@ -100,24 +102,6 @@ class DenseQuasiNewton(torch.optim.Optimizer, abc.ABC):
     def coefficients(self, h: float, b: float, first: bool) -> tuple[float, float, float]:
         """(tau, phi, scale) of one update from h = rho y^T H y and b = -alpha rho s^T g_k; H is
         first multiplied by `scale` (the first update's initial scaling; else 1)."""
-
-    # --- flat views of the parameters -----------------------------------------------------------
-
-    def _flat_grad(self) -> Tensor:
-        """(P,) float64 gradient, zeros where a parameter has none."""
-        return torch.cat([p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel())
-                          for p in self._params]).to(torch.float64)
-
-    def _add(self, t: float, d: Tensor) -> None:
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.add_(d[offset : offset + n].view_as(p).to(p.dtype), alpha=t)
-            offset += n
-
-    def _set(self, values: list[Tensor]) -> None:
-        for p, v in zip(self._params, values):
-            p.copy_(v)
 
     # --- the iteration --------------------------------------------------------------------------
 
@@ -134,7 +118,7 @@ class DenseQuasiNewton(torch.optim.Optimizer, abc.ABC):
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
         first_loss = closure()
-        loss, g = float(first_loss), self._flat_grad()
+        loss, g = float(first_loss), self._flat.grad()
         evals = 1
         for _ in range(group["max_iter"]):
             if g.abs().max() <= group["tolerance_grad"]:
@@ -146,16 +130,7 @@ class DenseQuasiNewton(torch.optim.Optimizer, abc.ABC):
                 H, state["H"] = None, None
                 d, gtd = -g, -g.dot(g)
             t = min(1.0, 1.0 / float(g.abs().sum())) * group["lr"] if H is None else group["lr"]
-            x0 = [p.detach().clone() for p in self._params]
-
-            def obj_func(x, t, d):
-                self._add(t, d)
-                value = float(closure())
-                grad = self._flat_grad()
-                self._set(x)
-                return value, grad
-
-            new_loss, new_g, t, n = _strong_wolfe(obj_func, x0, t, d, loss, g, gtd, c1=group["c1"], c2=group["c2"],
+            new_loss, new_g, t, n = _strong_wolfe(self._flat.along(closure), self._flat.clone(), t, d, loss, g, gtd, c1=group["c1"], c2=group["c2"],
                                                   tolerance_change=LINE_SEARCH_TOLERANCE,
                                                   max_ls=max(1, group["max_eval"] - evals))
             evals += n
@@ -165,7 +140,7 @@ class DenseQuasiNewton(torch.optim.Optimizer, abc.ABC):
                     break
                 state["H"] = None
                 continue
-            self._add(t, d)
+            self._flat.add_(t, d)
             s, y = t * d, new_g - g
             self._update(state, s, y, g, t)
             change = loss - new_loss
