@@ -53,8 +53,8 @@ class Stage:
         reg_entropy: mu, weight of the entropy inside R (pykan's lamb_entropy).
         reg_coef: nu, weight of the coefficient L1 inside R (pykan's lamb_coef).
         resample_every: draw fresh interior collocation points every n steps (0: never), from
-            the run's data generator (`Problem.resample`); L-BFGS restarts its memory then,
-            since the objective changed.
+            the run's data generator (`Problem.resample`); L-BFGS and the dense quasi-Newton
+            methods restart their memory then, since the objective changed; LM keeps its damping.
         resampling: how: "uniform" (the problem's sampling) or "rad" (residual-based adaptive
             resampling, `kanpde.pde.adaptive_sampling`; needs resample_every > 0).
         rad_k, rad_c, rad_candidates: RAD's density eps^k / mean(eps^k) + c and its pool size

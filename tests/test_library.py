@@ -90,6 +90,23 @@ def test_burgers_mlp_recipe_is_lm_with_rad_and_runs(tmp_path):
     assert metrics["status"] == "ok" and metrics["steps"] == 3 and metrics["n_params"] == 1981
 
 
+@pytest.mark.parametrize("optimizer, built", [("lm", 1), ("lbfgs", 3)])
+def test_resampling_keeps_lm_and_restarts_quasi_newton(tmp_path, monkeypatch, optimizer, built):
+    """Redrawing the points (every 2 of 5 steps) restarts L-BFGS's memory (a new optimiser per
+    draw) but keeps Levenberg-Marquardt, whose damping is all it carries."""
+    import kanpde.train
+
+    made = []
+    real = kanpde.train.make_optimizer
+    monkeypatch.setattr(kanpde.train, "make_optimizer", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    tiny = compose_config(["problem=burgers", "recipe=burgers_mlp", "problem.n_initial=16",
+                           f"optim.stages=[{{optimizer: {optimizer}, steps: 5, resample_every: 2, resampling: rad}}]"])
+    assert run(tiny, tmp_path)["status"] == "ok"
+    assert len(made) == built
+    if optimizer == "lm":
+        assert made[0].state[made[0]._params[0]]["n_iter"] == 5
+
+
 @pytest.mark.parametrize("name", AUTO)
 def test_library_recipe_follows_the_model_and_yields_to_the_user(name):
     kan = compose_config([f"problem={name}"], shrink=False)

@@ -14,7 +14,7 @@ from kanpde.nn.kan import KAN
 from kanpde.nn.mlp import MLP
 from kanpde.optim import NAMES, LevenbergMarquardt, make
 from kanpde.optim.jacobian import jacobian
-from kanpde.optim.levenberg_marquardt import MAX_JACOBIAN
+from kanpde.optim.levenberg_marquardt import GRAM_LEAF, MAX_JACOBIAN, gram
 from kanpde.optim.quasi_newton import MAX_PARAMS
 from kanpde.pde.conditions import Periodic
 from kanpde.pde.jacobian import pointwise_ok
@@ -77,6 +77,17 @@ def test_levenberg_scaling_and_monotone_decrease():
     losses = [float(opt.step(residual)) for _ in range(60)]
     assert all(b <= a for a, b in zip(losses, losses[1:]))
     assert float((x.detach() - 1).abs().max()) < 1e-10
+
+
+@pytest.mark.parametrize("cols", [1, GRAM_LEAF, GRAM_LEAF + 1, 3 * GRAM_LEAF + 7])
+def test_gram_by_halves_equals_the_product(cols):
+    """J^T J by halving the columns equals one product to rounding, and is symmetric."""
+    jac = torch.randn(300, cols, dtype=F64, generator=gen(cols))
+    a = gram(jac)
+    ref = jac.T @ jac
+    assert a.shape == (cols, cols)
+    assert float((a - ref).abs().max()) <= 1e-12 * float(ref.abs().max())
+    assert float((a - a.T).abs().max()) <= 1e-12 * float(ref.abs().max())
 
 
 @pytest.mark.parametrize("name", ["ssbfgs", "ssbroyden"])

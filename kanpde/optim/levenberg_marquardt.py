@@ -40,6 +40,33 @@ from kanpde.validate import ConfigError, check_choice, check_int, check_number
 MAX_JACOBIAN = 250_000_000  # entries R x P of a float64 Jacobian: 2 GB
 SCALINGS = ("marquardt", "levenberg")
 MAX_DAMPING = 1e16  # lambda beyond this: no decrease along any damped direction; the step ends
+GRAM_LEAF = 256  # columns below which gram() takes one product
+
+
+def gram(jac: Tensor, out: Tensor | None = None) -> Tensor:
+    """J^T J (P, P) of J (R, P) in about 5/8 of one product's work, by halving the columns:
+
+        J = [A B]:  J^T J = [[A^T A, (B^T A)^T], [B^T A, B^T B]],
+
+    one product for the off-diagonal block and the two diagonal blocks again by halving, down to
+    `GRAM_LEAF` columns. torch has no symmetric rank-k update (BLAS syrk); this keeps the large
+    products (the work of a Levenberg-Marquardt iteration) in the one BLAS torch uses, with its
+    threads, on any device. Exactly symmetric outside the leaf blocks.
+    """
+    n = jac.shape[1]
+    if out is None:
+        out = torch.empty(n, n, dtype=jac.dtype, device=jac.device)
+    if n <= GRAM_LEAF:
+        out.copy_(jac.T @ jac)
+        return out
+    h = n // 2
+    a, b = jac[:, :h], jac[:, h:]
+    gram(a, out[:h, :h])
+    gram(b, out[h:, h:])
+    low = b.T @ a  # (P - h, h)
+    out[h:, :h] = low
+    out[:h, h:] = low.T
+    return out
 
 
 class LevenbergMarquardt(torch.optim.Optimizer):
@@ -131,7 +158,7 @@ class LevenbergMarquardt(torch.optim.Optimizer):
             grad = jac.T @ r  # (P,) half the gradient of F
             if float(grad.abs().max()) <= group["tolerance_grad"]:
                 break
-            a = jac.T @ jac  # (P, P)
+            a = gram(jac)  # (P, P)
             diag = a.diagonal()
             if group["scaling"] == "marquardt":
                 d = diag.clamp(min=1e-12 * float(diag.max()) + 1e-300)
