@@ -349,6 +349,237 @@ void backward(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2
   }
 }
 
+// One output (the last layer of a scalar problem's KAN), cubic: the loop over outputs above would
+// be a single iteration, so these vectorise across the (point, input) pairs of a block instead.
+// Pair j = (point in block) * n_in + input. One simd loop forms every pair's silu derivatives,
+// cell, bases and its k + 1 coefficients (gathered; a basis out of range reads 0), then plain
+// loops sum over the inputs of each point (forward) or scatter the coefficient gradients
+// (backward), in the same order as the loops above.
+// Per pair of a block: the input's first knot, 1 / spacing, base weight and coefficient offset.
+template <typename T>
+struct PairTable {
+  std::vector<T> lo, ih, w;
+  std::vector<int> off, pt;  // pt: the pair's point within the block
+  PairTable(const Shape& s, const T* t0, const T* h, const T* wb) {
+    const int64_t span = BLOCK * s.n_in;
+    lo.resize(span), ih.resize(span), w.resize(span), off.resize(span), pt.resize(span);
+    for (int64_t j = 0; j < span; ++j) {
+      const int64_t i = j % s.n_in;
+      lo[j] = t0[i], ih[j] = T(1) / h[i], w[j] = wb[i], off[j] = (int)(i * s.K), pt[j] = (int)(j / s.n_in);
+    }
+  }
+};
+
+// cf[j] = the cell of pair j's x as a float, clamped to [-1, n_cells] (-1 for NaN), so that its
+// conversion to int is defined. A loop of its own: GCC 12 does not vectorise a loop where a
+// select feeds a float-to-int conversion.
+template <typename T>
+inline void cells(const T* x, const T* lo, const T* ih, T n_cells, int64_t n, T* cf) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const T pos = (x[j] - lo[j]) * ih[j];
+    cf[j] = std::floor(!(pos >= T(-1)) ? T(-1) : (pos > n_cells ? n_cells : pos));
+  }
+}
+
+// The coefficients cm[r] of bases c - 3 + r, r = 0..3, of a pair at cell c (0 where the basis
+// does not exist or x is outside the span), and their flat rows (-1 for none). Branch-free.
+template <typename T>
+inline void cubic_rows(const Shape& s, const T* coef, int off, bool in, int c, T cm[4], int rows[4]) {
+  for (int r = 0; r < 4; ++r) {
+    const int idx = c - 3 + r;
+    const bool ok = in & (idx >= 0) & (idx < (int)s.K);
+    const T v = coef[off + (ok ? idx : 0)];
+    cm[r] = ok ? v : T(0);
+    rows[r] = ok ? off + idx : -1;
+  }
+}
+
+// One pair's edge in the single-output path, as functions of plain values: under `omp simd`,
+// an array declared in the loop body becomes a per-lane array and GCC 12 then vectorises nothing,
+// while arrays local to an inlined callee are scalarised. x: the input, cf: its cell (`cells`),
+// lo, ih, off, w: the pair's table entries.
+template <typename T>
+struct Edge3 {
+  T v0, v1, v2;
+};
+
+// The edge's value, first and second derivatives.
+template <typename T>
+inline Edge3<T> edge_forward(const Shape& s, const T* coef, T x, T sg, T cf, T n_cells, T lo, T ih, int off, T w) {
+  T sil[4], b[4][MAX_ORDER + 1], cm[4];
+  int rows[4];
+  const bool in = (cf >= T(0)) & (cf < n_cells);
+  silu_derivs(x, sg, sil);
+  local_bases<T, 3>(in ? (x - lo) * ih - cf : T(0), ih, 3, b);
+  cubic_rows(s, coef, off, in, (int)cf, cm, rows);
+  T p0 = w * sil[0], p1 = w * sil[1], p2 = w * sil[2];
+  for (int r = 0; r < 4; ++r) p0 += b[0][r] * cm[r], p1 += b[1][r] * cm[r], p2 += b[2][r] * cm[r];
+  return {p0, p1, p2};
+}
+
+// The edge's first and second derivatives and the gradient w.r.t. x, given a0, a1, a2 (what the
+// value, first and second derivatives multiply); stores the base weight's gradient in *gw and
+// the coefficients' in gc[r * stride] at rows[r * stride] (-1: none).
+template <typename T>
+inline Edge3<T> edge_backward(const Shape& s, const T* coef, T x, T sg, T cf, T n_cells, T lo, T ih, int off, T w,
+                              T a0, T a1, T a2, T* gw, T* gc, int* rows, int64_t stride) {
+  T sil[4], b[4][MAX_ORDER + 1], cm[4];
+  int row[4];
+  const bool in = (cf >= T(0)) & (cf < n_cells);
+  silu_derivs(x, sg, sil);
+  local_bases<T, 3>(in ? (x - lo) * ih - cf : T(0), ih, 3, b);
+  cubic_rows(s, coef, off, in, (int)cf, cm, row);
+  T p1 = w * sil[1], p2 = w * sil[2], p3 = w * sil[3];
+  for (int r = 0; r < 4; ++r) p1 += b[1][r] * cm[r], p2 += b[2][r] * cm[r], p3 += b[3][r] * cm[r];
+  *gw = sil[0] * a0 + sil[1] * a1 + sil[2] * a2;
+  for (int r = 0; r < 4; ++r) {
+    gc[r * stride] = b[0][r] * a0 + b[1][r] * a1 + b[2][r] * a2;
+    rows[r * stride] = row[r];
+  }
+  return {p1, p2, p1 * a0 + p2 * a1 + p3 * a2};
+}
+
+// a1, a2 of one pair of the single-output backward (as in the general one): what the edge's first
+// and second derivatives multiply, contracted with the point's output gradients gg (d), gs (P).
+template <typename T>
+struct Pair2 {
+  T a1, a2;
+};
+
+template <typename T>
+inline Pair2<T> contract(const Shape& s, int d, int np, const T* g, const T* e, const T* given, const T* gg, const T* gs) {
+  T q[MAX_P];
+  quadratic(s.mode, d, np, g, given, q);
+  T a1 = T(0), a2 = T(0);
+  for (int a = 0; a < d; ++a) a1 += gg[a] * g[a];
+  for (int p = 0; p < np; ++p) a1 += gs[p] * e[p], a2 += gs[p] * q[p];
+  return {a1, a2};
+}
+
+// The pair's input-derivative gradients: gd (d) = p1 gg (+ through a formed m2), gd2 (P) = p1 gs,
+// gm (P, mode 0) = p2 gs.
+template <typename T>
+inline void spread(const Shape& s, int d, int np, const T* g, T p1, T p2, const T* gg, const T* gs, T* gd, T* gd2, T* gm) {
+  T r2q[MAX_P];
+  for (int a = 0; a < d; ++a) gd[a] = p1 * gg[a];
+  for (int p = 0; p < np; ++p) gd2[p] = p1 * gs[p], r2q[p] = p2 * gs[p];
+  if (s.mode == 0) {
+    for (int p = 0; p < np; ++p) gm[p] = r2q[p];
+  } else {
+    quadratic_backward(s.mode, d, np, g, r2q, gd);
+  }
+}
+
+template <typename T, int D, int P>
+void forward_one(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
+                 const T* wb, const T* t0, const T* h, T* val, T* grad, T* sec, int threads) {
+  const int d = D >= 0 ? D : s.d, np = P >= 0 ? P : s.P;
+  const int64_t n_in = s.n_in, span = BLOCK * n_in;
+  const T n_cells = T(s.n_cells);
+#pragma omp parallel num_threads(threads)
+  {
+    const PairTable<T> tab(s, t0, h, wb);
+    const T *lo = tab.lo.data(), *ih = tab.ih.data(), *w = tab.w.data();
+    const int* off = tab.off.data();
+    std::vector<T> sg(span), cell(span), q0(span), q1(span), q2(span);
+    T g[MAX_D], e[MAX_P], q[MAX_P], ga[MAX_D], sa[MAX_P];
+#pragma omp for schedule(static)
+    for (int64_t n0 = 0; n0 < s.n; n0 += BLOCK) {
+      const int64_t n1 = n0 + BLOCK < s.n ? n0 + BLOCK : s.n, m = (n1 - n0) * n_in;
+      const T* xb = x + n0 * n_in;
+      sigmoids(xb, m, sg.data());
+      cells(xb, lo, ih, n_cells, m, cell.data());
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        const Edge3<T> e = edge_forward(s, coef, xb[j], sg[j], cell[j], n_cells, lo[j], ih[j], off[j], w[j]);
+        q0[j] = e.v0, q1[j] = e.v1, q2[j] = e.v2;
+      }
+      for (int64_t n = n0; n < n1; ++n) {
+        T v = T(0);
+        for (int a = 0; a < d; ++a) ga[a] = T(0);
+        for (int p = 0; p < np; ++p) sa[p] = T(0);
+        for (int64_t i = 0; i < n_in; ++i) {
+          const int64_t ni = n * n_in + i, j = ni - n0 * n_in;
+          for (int a = 0; a < d; ++a) g[a] = dh[ni * d + a];
+          for (int p = 0; p < np; ++p) e[p] = d2h[ni * np + p];
+          quadratic(s.mode, d, np, g, s.mode == 0 ? m2 + ni * np : nullptr, q);
+          v += q0[j];
+          for (int a = 0; a < d; ++a) ga[a] += q1[j] * g[a];
+          for (int p = 0; p < np; ++p) sa[p] += q1[j] * e[p] + q2[j] * q[p];
+        }
+        val[n] = v;
+        for (int a = 0; a < d; ++a) grad[n * d + a] = ga[a];
+        for (int p = 0; p < np; ++p) sec[n * np + p] = sa[p];
+      }
+    }
+  }
+}
+
+template <typename T, int D, int P>
+void backward_one(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
+                  const T* wb, const T* t0, const T* h, const T* gval, const T* ggrad, const T* gsec,
+                  T* gx, T* gdh, T* gd2h, T* gm2, T* gcoef, T* gwb, int threads) {
+  const int d = D >= 0 ? D : s.d, np = P >= 0 ? P : s.P;
+  const int64_t n_in = s.n_in, span = BLOCK * n_in;
+  const int64_t n_coef = n_in * s.K, per_thread = n_coef + n_in;
+  const T n_cells = T(s.n_cells);
+  std::vector<T> acc((size_t)threads * per_thread, T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    T* my = acc.data() + (size_t)omp_get_thread_num() * per_thread;
+    const PairTable<T> tab(s, t0, h, wb);
+    const T *lo = tab.lo.data(), *ih = tab.ih.data(), *w = tab.w.data();
+    const int* off = tab.off.data();
+    const int* pt = tab.pt.data();
+    std::vector<T> sg(span), cell(span), a0s(span), a1s(span), a2s(span), q1(span), q2(span), gws(span), gcs(4 * span);
+    std::vector<int> rowss(4 * span);
+#pragma omp for schedule(static)
+    for (int64_t n0 = 0; n0 < s.n; n0 += BLOCK) {
+      const int64_t n1 = n0 + BLOCK < s.n ? n0 + BLOCK : s.n, m = (n1 - n0) * n_in;
+      const T* xb = x + n0 * n_in;
+      sigmoids(xb, m, sg.data());
+      cells(xb, lo, ih, n_cells, m, cell.data());
+      // what the edge's value, first and second derivatives multiply, contracted with the output
+      // gradients (a0, a1, a2 of the general backward)
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t n = n0 + pt[j], ni = n0 * n_in + j;
+        const Pair2<T> c = contract(s, d, np, dh + ni * d, d2h + ni * np, s.mode == 0 ? m2 + ni * np : nullptr,
+                                    ggrad + n * d, gsec + n * np);
+        a0s[j] = gval[n], a1s[j] = c.a1, a2s[j] = c.a2;
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        const Edge3<T> e = edge_backward(s, coef, xb[j], sg[j], cell[j], n_cells, lo[j], ih[j], off[j], w[j], a0s[j],
+                                         a1s[j], a2s[j], gws.data() + j, gcs.data() + j, rowss.data() + j, span);
+        q1[j] = e.v0, q2[j] = e.v1, gx[n0 * n_in + j] = e.v2;
+      }
+      for (int64_t j0 = 0; j0 < m; j0 += n_in) {  // the scatter into the per-thread sums: scalar
+        for (int64_t i = 0; i < n_in; ++i) {
+          const int64_t j = j0 + i;
+          my[n_coef + i] += gws[j];
+          for (int r = 0; r < 4; ++r) {
+            const int row = rowss[r * span + j];
+            if (row >= 0) my[row] += gcs[r * span + j];
+          }
+        }
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t n = n0 + pt[j], ni = n0 * n_in + j;
+        spread(s, d, np, dh + ni * d, q1[j], q2[j], ggrad + n * d, gsec + n * np, gdh + ni * d, gd2h + ni * np,
+               s.mode == 0 ? gm2 + ni * np : nullptr);
+      }
+    }
+  }
+  for (int64_t j = 0; j < n_coef + n_in; ++j) {  // sum the per-thread buffers
+    T v = T(0);
+    for (int t = 0; t < threads; ++t) v += acc[(size_t)t * per_thread + j];
+    (j < n_coef ? gcoef[j] : gwb[j - n_coef]) = v;
+  }
+}
+
 // Instantiation for the (order, d, P, n_out) at hand: specialised for the cubic layouts of
 // d <= 3 and for one output, generic (runtime counts) otherwise.
 template <typename T, int ORDER, int D, int P>
@@ -356,14 +587,21 @@ struct Kernels {
   template <int NO>
   static void fwd(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
                   const T* wb, const T* t0, const T* h, T* val, T* grad, T* sec, int threads) {
-    forward<T, ORDER, D, P, NO>(s, x, dh, d2h, m2, coef, wb, t0, h, val, grad, sec, threads);
+    if constexpr (NO == 1 && ORDER == 3)
+      forward_one<T, D, P>(s, x, dh, d2h, m2, coef, wb, t0, h, val, grad, sec, threads);
+    else
+      forward<T, ORDER, D, P, NO>(s, x, dh, d2h, m2, coef, wb, t0, h, val, grad, sec, threads);
   }
   template <int NO>
   static void bwd(const Shape& s, const T* x, const T* dh, const T* d2h, const T* m2, const T* coef,
                   const T* wb, const T* t0, const T* h, const T* gval, const T* ggrad, const T* gsec,
                   T* gx, T* gdh, T* gd2h, T* gm2, T* gcoef, T* gwb, int threads) {
-    backward<T, ORDER, D, P, NO>(s, x, dh, d2h, m2, coef, wb, t0, h, gval, ggrad, gsec, gx, gdh,
-                                 gd2h, gm2, gcoef, gwb, threads);
+    if constexpr (NO == 1 && ORDER == 3)
+      backward_one<T, D, P>(s, x, dh, d2h, m2, coef, wb, t0, h, gval, ggrad, gsec, gx, gdh, gd2h, gm2,
+                            gcoef, gwb, threads);
+    else
+      backward<T, ORDER, D, P, NO>(s, x, dh, d2h, m2, coef, wb, t0, h, gval, ggrad, gsec, gx, gdh,
+                                   gd2h, gm2, gcoef, gwb, threads);
   }
 };
 
