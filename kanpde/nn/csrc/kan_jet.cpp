@@ -22,7 +22,8 @@
 // span every basis is 0 (silu still counts), as in Cox-de Boor. Bases whose index falls outside
 // [0, K) do not exist: they read a zero row and their gradients go to a discarded row.
 //
-// The loop over outputs o is the one marked for vectorisation (omp simd), and sigmoid(x) for a
+// The loop over outputs o is the one marked for vectorisation (omp simd) (with one output and cubic
+// splines, the loop over (point, input) pairs instead: forward_one, backward_one), and sigmoid(x) for a
 // block of points is one vectorised loop before it (no libm call per pair: on one Intel Xeon a
 // call into glibc's exp from this AVX-512 code cost 5x the whole forward, see fastmath.h); the
 // flag set is still chosen by timing (kanpde/nn/tuning.py). The
