@@ -25,8 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from kanpde import cores
 from kanpde.nn import kernel
-from kanpde.interpret.discover import Settings
-from kanpde.interpret.discover import interpret as interpret_run
+from kanpde.interpret.settings import Settings
 from kanpde.problem import move
 from kanpde.record import METRICS, H5, load_model, read_metrics, write_h5, write_json
 from kanpde.registry import build_model, build_problem, count_params, model_name, paper_params
@@ -267,6 +266,8 @@ def _solve_config(cfg, out_dir: str | Path, problem) -> tuple[dict, torch.nn.Mod
     if result.status == "interrupted":
         metrics["resume"] = f"python -m kanpde resume={out}  (or: <the same overrides> hydra.run.dir={out} resume=true)"
     if interpret.name != "none" and result.status == "ok":
+        from kanpde.interpret.discover import interpret as interpret_run  # lazy: sympy, scipy.optimize
+
         try:  # a failed interpretation must not lose the trained run
             metrics.update(interpret_run(model, problem, data, test, interpret, out))
         except Exception as exc:

@@ -200,3 +200,20 @@ def test_grid_changes_keep_masks_and_symbolic_edges(grid_eps):
             torch.testing.assert_close(m.layers[1].edges(h[1])[:, 0, 0],
                                        0.8 * torch.tanh(1.5 * h[1][:, 0] + 0.1) - 0.2, rtol=0, atol=1e-14)
     assert max_dev(new, model, x) < 1e-8 and change < 1e-8
+
+
+def test_refit_on_uniform_knots_matches_cox_de_boor(monkeypatch):
+    """The refit's least squares on uniform knots (local closed-form bases) gives the coefficients
+    of the general Cox-de Boor path to rounding."""
+    import kanpde.nn.grid as grid
+
+    model = kan(width=(2, 4, 1))
+    x = samples(500)
+    layer = model.layers[0]
+    knots = grid.refined_knots(layer.knots, 20, layer.order)
+    assert grid.is_uniform(knots)
+    fast = grid._refit(layer, x, knots)
+    monkeypatch.setattr(grid, "is_uniform", lambda k: False)
+    general = grid._refit(layer, x, knots)
+    assert fast.shape == general.shape == (2, 23, 4)
+    assert float((fast - general).abs().max()) <= 1e-10 * float(general.abs().max())

@@ -19,7 +19,6 @@ import warnings
 
 import numpy as np
 import torch
-from scipy.stats import qmc
 from torch import Tensor
 
 from kanpde.validate import check_choice, check_int
@@ -32,7 +31,10 @@ def scipy_seed(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
 
 
-def _qmc_engine(kind: str, d: int, seed: int) -> qmc.QMCEngine:
+def _qmc_engine(kind: str, d: int, seed: int):
+    """A scrambled scipy.stats.qmc engine (imported here: scipy.stats costs ~0.7 s of start-up)."""
+    from scipy.stats import qmc
+
     cls = qmc.Sobol if kind == "sobol" else qmc.LatinHypercube
     # scipy >= 1.15 takes `rng`; older versions `seed` (the same meaning for an int).
     key = "rng" if "rng" in inspect.signature(cls).parameters else "seed"

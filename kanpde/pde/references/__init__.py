@@ -8,7 +8,9 @@ keyword settings, so ``cached(kind, settings, lambda: solver(**settings))`` stor
 - `lshape`: Poisson on the L-shape, 5-point finite differences with a corner-singularity correction.
 - `cavity`: steady lid-driven cavity, streamfunction-vorticity finite differences, Newton, Richardson.
 
-Only numpy, scipy and h5py are used (no torch).
+Only numpy, scipy and h5py are used (no torch). scipy's submodules (sparse, interpolate, special)
+are imported inside the functions that use them: every run imports these modules with the problem
+library, and importing those submodules at the top cost ~1 s of start-up (Intel Xeon).
 """
 
 from kanpde.pde.references.base import Reference

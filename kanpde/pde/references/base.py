@@ -6,7 +6,6 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.interpolate import NdBSpline, RegularGridInterpolator, make_interp_spline
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +63,8 @@ class Reference:
 
     def _interpolators(self):
         if not self._interp:
+            from scipy.interpolate import NdBSpline, RegularGridInterpolator, make_interp_spline
+
             grid_values = np.moveaxis(self.values, 0, -1)
             holes = np.isnan(grid_values).any(axis=-1)
             kw = dict(bounds_error=False, fill_value=np.nan)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import roots_hermite
 
 from kanpde.pde.references.base import Reference
 
@@ -43,6 +42,8 @@ def cole_hopf(x: np.ndarray, t: float, nu: float, quad_points: int = 200,
     _check_positive("nu", nu)
     _check_positive("quad_points", quad_points, integer=True, minimum=2)
     x = np.asarray(x, dtype=np.float64)
+    from scipy.special import roots_hermite
+
     z, w = roots_hermite(int(quad_points))
     keep = w > 0  # the outermost weights underflow to zero for large quad_points
     z, logw = z[keep], np.log(w[keep])

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sparse
-from scipy.interpolate import RegularGridInterpolator
-from scipy.sparse.linalg import spsolve
 
 from kanpde.pde.references.base import Reference
 
 
 def _tridiag(m, lower, diag, upper):
+    import scipy.sparse as sparse
+
     return sparse.diags([np.full(m - 1, lower), np.full(m, diag), np.full(m - 1, upper)], [-1, 0, 1])
 
 
@@ -30,6 +29,9 @@ def solve_streamfunction(n: int, re: float, lid: float = 1.0, tol: float = 1e-11
         ``(x, psi, omega, iterations)``: x of shape (n,), psi and omega of shape (n, n) indexed
         [i, j] = (x_i, y_j); omega at the four corners is NaN (undefined).
     """
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import spsolve
+
     m = n - 2
     h = 1.0 / (n - 1)
     eye = sparse.identity(m, format="csr")
@@ -117,6 +119,9 @@ def pressure(u: np.ndarray, v: np.ndarray, re: float) -> np.ndarray:
     gradients (p_b - p_a) / h, face values of F the mean of its two nodes). The discrete problem is
     compatible by construction; one equation is replaced by the pin.
     """
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import spsolve
+
     n = u.shape[0]
     h = 1.0 / (n - 1)
     grad = [np.gradient(w, h, edge_order=2) for w in (u, v)]
@@ -209,6 +214,8 @@ def cavity(re: float = 100.0, n: int = 257, richardson: bool = True) -> Referenc
         xc, psi_c, om_c, coarse = _fields((n + 1) // 2, re, 1.0)
         x = np.linspace(0.0, 1.0, n)
         fine_points = np.stack(np.meshgrid(x, x, indexing="ij"), axis=-1)
+        from scipy.interpolate import RegularGridInterpolator
+
         guess = tuple(RegularGridInterpolator((xc, xc), np.nan_to_num(f))(fine_points) for f in (psi_c, om_c))
     x, _, _, values = _fields(n, re, 1.0, guess)
     if richardson:

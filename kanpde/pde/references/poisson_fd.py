@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import scipy.sparse as sparse
-from scipy.sparse.linalg import splu
 
 from kanpde.pde.references.base import Reference
 
@@ -48,6 +46,9 @@ def _singular(x, y):
 
 def _solve_many(problems: list[tuple[Field, Field]], n: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Solve the 5-point systems of several (f, g) pairs with one sparse LU factorisation."""
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import splu
+
     x, closed, interior = lshape_masks(n)
     h = x[1] - x[0]
     xx, yy = np.meshgrid(x, x, indexing="ij")
