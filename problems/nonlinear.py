@@ -96,7 +96,7 @@ class KdV(Evolution1D):
 
     Domain x in [-1, 1) periodic, t in [0, 1];  u_t + u u_x + delta^2 u_xxx = 0, delta = 0.022;
     u(x, 0) = cos(pi x);  u, u_x and u_xx periodic.  u_xxx is a third derivative: autograd on
-    top of the jet's u_xx (order = 3).
+    top of the jet's u_xx (order = 3; forward mode under torch.func, `kanpde.pde.fields`).
     Reference: Fourier pseudo-spectral in x, ETDRK4 in t.
     """
 

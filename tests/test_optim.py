@@ -125,7 +125,8 @@ def test_self_scaled_beat_lbfgs_on_an_ill_conditioned_quadratic(name):
 # --- residual vectors and Jacobians of PDE problems -------------------------------------------
 
 CASES = [("poisson", {}), ("heat", {"hard": False, "n_initial": 20}), ("advection", {"hard": False, "n_initial": 20}),
-         ("kovasznay", {}), ("heat_inverse", {"noise": 0.0}), ("helmholtz", {"hard": True})]
+         ("kovasznay", {}), ("heat_inverse", {"noise": 0.0}), ("helmholtz", {"hard": True}),
+         ("kdv", {}), ("kdv", {"hard": False, "n_initial": 12})]  # KdV: u_xxx, order 3
 
 
 def setup(name, kw, seed=0):
@@ -200,6 +201,17 @@ def test_pointwise_jacobian_equals_autograd_rows(name, kw):
     torch.testing.assert_close(r, r0.detach(), rtol=0, atol=1e-12)
     assert jac.shape == (r0.numel(), sum(p.numel() for p in params))
     torch.testing.assert_close(jac, autograd_rows(r0, params), rtol=0, atol=1e-12)
+
+
+def test_pointwise_jacobian_of_an_mlp_through_a_third_derivative():
+    """KdV's u_xxx in the per-point route (forward mode under torch.func) on an MLP's jets."""
+    prob = build_problem({"name": "kdv", "n_interior": 30, "n_boundary": 10, "n_test": 10})
+    model = MLP([2, 6, 6, 1], activation="tanh", generator=gen(10), dtype=F64)
+    data = prob.sample(gen(11))
+    r0 = prob.residual_vector(model, data, fast=True)
+    r, jac = prob.residual_jacobian(model, data)
+    torch.testing.assert_close(r, r0.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(jac, autograd_rows(r0, list(model.parameters())), rtol=0, atol=1e-12)
 
 
 def test_pointwise_jacobian_of_an_mlp():

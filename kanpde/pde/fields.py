@@ -4,12 +4,16 @@ A `Fields` object wraps one `Jet` (value, gradient and second-derivative channel
 through the network in one pass) with the problem's variable and output names. Derivatives of
 order three and more (KdV's u_xxx, a beam's u_xxxx) are taken by autograd on top of the jet's
 second-derivative channels, with the graph kept so that they train like the rest; the problem
-declares `order = 3` (or 4) so that the points require grad before the jet is taken.
+declares `order = 3` (or 4) so that the points require grad before the jet is taken. Under a
+torch.func transform (Levenberg-Marquardt's per-point Jacobian, `kanpde.pde.jacobian`), where
+autograd.grad cannot run, they are forward-mode derivatives instead: `torch.func.jacfwd` of the
+jet's channel as a function of one point, vmapped over the points, from the `jet_fn` that made
+the jet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -24,12 +28,16 @@ class Fields:
         jet: value (N, m), grad (N, m, d), second channels (N, m, P).
         variables: names of the d coordinates, e.g. ("x", "y") or ("x", "t").
         outputs: names of the m components, e.g. ("u",) or ("u", "v", "p").
-        x: (N, d) the points the jet was taken at; needed (requiring grad) for derivatives of
-            order three and more.
+        x: (N, d) the points the jet was taken at; needed (requiring grad, or with `jet_fn`)
+            for derivatives of order three and more.
+        jet_fn: maps points (n, d) to their jet as `jet` was made; given, derivatives of order
+            three and more are taken from it in forward mode (for use under torch.func).
     """
 
-    def __init__(self, jet: Jet, variables: Sequence[str], outputs: Sequence[str] = ("u",), x: Tensor | None = None):
+    def __init__(self, jet: Jet, variables: Sequence[str], outputs: Sequence[str] = ("u",), x: Tensor | None = None,
+                 jet_fn: Callable[[Tensor], Jet] | None = None):
         self.jet, self.variables, self.outputs, self.x = jet, tuple(variables), tuple(outputs), x
+        self.jet_fn = jet_fn
         if jet.value.shape[1] != len(self.outputs):
             raise ValueError(f"the model has {jet.value.shape[1]} outputs, the problem names {len(self.outputs)}: "
                              f"{self.outputs}")
@@ -49,19 +57,19 @@ class Fields:
         if name not in self.outputs:
             raise KeyError(f"no output {name!r}; this problem's outputs are {self.outputs}")
         c = self.outputs.index(name)
-        j = self.jet
-        part = Jet(j.value[:, c : c + 1], j.grad[:, c : c + 1], j.second[:, c : c + 1], j.mode)
-        return Fields(part, self.variables, (name,), self.x)
+        part_fn = None if self.jet_fn is None else (lambda x, fn=self.jet_fn: _component(fn(x), c))
+        return Fields(_component(self.jet, c), self.variables, (name,), self.x, part_fn)
 
     def _axis(self, name: str) -> int:
         if name not in self.variables:
             raise KeyError(f"no variable {name!r}; this problem's variables are {self.variables}")
         return self.variables.index(name)
 
-    def _second(self, a: int, b: int) -> Tensor | None:
+    def _channel(self, a: int, b: int) -> int | None:
+        """The jet's second-derivative channel holding u_{x_a x_b}, or None."""
         chans = pairs(self.jet.mode, len(self.variables))
         a, b = min(a, b), max(a, b)
-        return self.jet.second[..., chans.index((a, b))] if (a, b) in chans else None
+        return chans.index((a, b)) if (a, b) in chans else None
 
     def d(self, *names: str, component: str | None = None) -> Tensor:
         """Derivative by variable names: d("x") = u_x, d("x", "x") = u_xx, d("x", "y"), and of any
@@ -83,19 +91,23 @@ class Fields:
             return self.jet.grad[..., axes[0]]
         for i in range(len(axes)):  # start from a second-derivative channel the jet has
             for j in range(i + 1, len(axes)):
-                base = self._second(axes[i], axes[j])
-                if base is not None:
+                c = self._channel(axes[i], axes[j])
+                if c is not None:
                     rest = axes[:i] + axes[i + 1 : j] + axes[j + 1 :]
-                    return self._higher(base, rest, names)
+                    return self._higher(lambda jet, c=c: jet.second[..., c], rest, names)
         if len(axes) == 2 and self.jet.mode != "none":
             raise ValueError(f"u_{''.join(names)} needs second = 'full' (or 'diag' for pure second "
                              f"derivatives); this problem declares second = {self.jet.mode!r}")
-        return self._higher(self.jet.grad[..., axes[0]], axes[1:], names)
+        return self._higher(lambda jet, a=axes[0]: jet.grad[..., a], axes[1:], names)
 
-    def _higher(self, base: Tensor, axes: list[int], names: tuple[str, ...]) -> Tensor:
-        """d/dx_{axes[-1]} ... d/dx_{axes[0]} of base (N, m), by autograd with the graph kept."""
+    def _higher(self, select: Callable[[Jet], Tensor], axes: list[int], names: tuple[str, ...]) -> Tensor:
+        """d/dx_{axes[-1]} ... d/dx_{axes[0]} of select(jet) (N, m): by autograd with the graph
+        kept, or in forward mode from `jet_fn` where one was given."""
+        base = select(self.jet)
         if not axes:
             return base
+        if self.jet_fn is not None and self.x is not None:
+            return _forward_higher(lambda x: select(self.jet_fn(x)), self.x, axes)
         if self.x is None or not self.x.requires_grad:
             raise ValueError(f"u_{''.join(names)} is of order {len(names)}: declare order = {len(names)} "
                              "on the problem so that its points carry a graph")
@@ -120,3 +132,21 @@ class Fields:
     def normal(self, normal: Tensor) -> Tensor:
         """(N, m) du/dn = grad u . n for unit normals n (N, d)."""
         return (self.jet.grad * normal.unsqueeze(1)).sum(dim=-1)
+
+
+def _component(jet: Jet, c: int) -> Jet:
+    """The jet of output component c alone: value (N, 1), grad (N, 1, d), second (N, 1, P)."""
+    return Jet(jet.value[:, c : c + 1], jet.grad[:, c : c + 1], jet.second[:, c : c + 1], jet.mode)
+
+
+def _forward_higher(base_fn: Callable[[Tensor], Tensor], x: Tensor, axes: list[int]) -> Tensor:
+    """d/dx_{axes[-1]} ... d/dx_{axes[0]} of base_fn at each of the points x (N, d), where
+    base_fn maps (n, d) -> (n, m) point by point: nested `torch.func.jacfwd` at one point,
+    vmapped over the N points. Returns (N, m)."""
+    def at(fn, a):
+        return lambda p: torch.func.jacfwd(fn)(p)[:, a]  # (m, d) -> (m,)
+
+    fn = lambda p: base_fn(p.unsqueeze(0))[0]  # (d,) -> (m,)
+    for a in axes:
+        fn = at(fn, a)
+    return torch.func.vmap(fn)(x)

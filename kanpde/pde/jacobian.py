@@ -11,8 +11,9 @@ at G = 5 for the generic routes (`kanpde.optim.jacobian`).
 
 Under torch.func the C++ kernel is bypassed (`kanpde.nn.kernel.under_functorch`): the jets run
 on the model's torch path, the same numbers. It needs forward-propagated jets throughout: a
-problem of order <= 2 and a model with `push` (KAN without symbolic edges or multiplication
-nodes, MLP); `pointwise_ok` says whether that holds, and `kanpde.optim.jacobian.jacobian`
+model with `push` (KAN without symbolic edges or multiplication nodes, MLP); derivatives of order
+three and more are forward-mode derivatives of the jet there (`kanpde.pde.fields`);
+`pointwise_ok` says whether that holds, and `kanpde.optim.jacobian.jacobian`
 (generic) is the fallback. A hard constraint's closed forms A, B are differentiated by torch.func
 there (`kanpde.nn.derivatives.func_jet`), since autograd.grad cannot run inside the transform.
 """
@@ -54,7 +55,7 @@ def residual_scale(name: str, weight: float, n: int) -> float:
 def pointwise_ok(problem, model: nn.Module) -> bool:
     """Whether `residual_jacobian` can take the per-point route for this problem and model."""
     fast = hasattr(model, "push") and getattr(model, "fast_jet", True)
-    return problem.order <= 2 and fast
+    return fast
 
 
 def residual_jacobian(problem, model: nn.Module, data: Data, chunk: int = CHUNK) -> tuple[Tensor, Tensor]:
@@ -73,7 +74,7 @@ def residual_jacobian(problem, model: nn.Module, data: Data, chunk: int = CHUNK)
     """
     if not pointwise_ok(problem, model):
         raise ValueError(f"{type(problem).__name__} with {type(model).__name__}: no per-point Jacobian "
-                         "(derivatives of order > 2 or a model without forward jets); use the generic one")
+                         "(a model without forward jets); use the generic one")
     both = _Trainables(model, problem.unknowns)
     names = [k for k, _ in both.named_parameters()]
     params = {k: p.detach() for k, p in both.named_parameters()}

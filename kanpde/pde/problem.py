@@ -5,7 +5,8 @@ A subclass states the maths and nothing else:
     domain      a `kanpde.pde.domains.Domain` (its variables name the residual's derivatives)
     outputs     names of the solution's components, ("u",) or e.g. ("u", "v", "p")
     second      which second derivatives the residual reads: "none", "laplacian", "diag", "full"
-    order       the highest derivative order it reads (3 or 4 takes autograd on top of the jet)
+    order       the highest derivative order it reads (3 or 4: autograd on top of the jet, forward
+                mode under torch.func)
     residual    (x, u: Fields) -> (N, k) residual, or {name: (N, k)} for several equations
     conditions  {name: Condition}
     weights     {term: weight} (default 1 for every term; "pde" for all residual terms)
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from kanpde.nn.derivatives import jet
+from kanpde.nn.kernel import under_functorch
 from kanpde.pde.conditions import Condition, Evaluator
 from kanpde.pde.domains import Domain
 from kanpde.pde.fields import Fields
@@ -53,7 +55,14 @@ class _Evaluator(Evaluator):
         return self.solution(x)
 
     def fields(self, x, second="none"):
-        return Fields(jet(self.solution, x, second, self.fast), self.variables, self.outputs, x)
+        return _fields(self.solution, x, second, self.fast, self.variables, self.outputs)
+
+
+def _fields(solution: nn.Module, x: Tensor, second: str, fast: bool, variables, outputs) -> Fields:
+    """Fields of the solution at x (N, d). Under a torch.func transform (where autograd.grad
+    cannot run) they carry the jet's maker, for higher derivatives in forward mode."""
+    jet_fn = (lambda p: jet(solution, p, second, fast)) if under_functorch() else None
+    return Fields(jet(solution, x, second, fast), variables, outputs, x, jet_fn)
 
 
 class PDEProblem(Problem):
@@ -171,9 +180,9 @@ class PDEProblem(Problem):
 
     def fields(self, model: nn.Module, x: Tensor, fast: bool = True) -> Fields:
         """The derivatives the residual needs at x (N, d), on the model's fastest path when `fast`."""
-        if self.order > 2:
+        if self.order > 2 and not under_functorch():
             x = x.detach().requires_grad_(True)
-        return Fields(jet(self.solution(model), x, self.second, fast), self.variables, self.outputs, x)
+        return _fields(self.solution(model), x, self.second, fast, self.variables, self.outputs)
 
     def term_weight(self, name: str, residual: bool) -> float:
         """A loss term's weight: its entry in `weights`, else "pde"'s for a residual term, else 1."""
