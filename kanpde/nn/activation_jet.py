@@ -20,7 +20,6 @@ order are exact either way.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 
 import torch
@@ -95,11 +94,9 @@ class _ActivationJet(torch.autograd.Function):
         rows = terms(mode, d)
         bias = bias.contiguous()
         base = _base(activation, y, bias)
-        dims = torch.tensor([y[0].numel(), y.shape[-1], d, y.shape[0] - 1 - d, _CODES[activation], rows.shape[0]],
-                            dtype=torch.int64)
+        dims = kernel.dims_tensor(y[0].numel(), y.shape[-1], d, y.shape[0] - 1 - d, _CODES[activation], rows.shape[0])
         out = torch.empty_like(y)
-        fn = getattr(kernel.library(), f"mlp_act_forward_{kernel.SUFFIX[y.dtype]}")
-        fn(*map(kernel.pointer, (dims, y, bias, base, rows, out)), ctypes.c_int(torch.get_num_threads()))
+        kernel.call(f"mlp_act_forward_{kernel.SUFFIX[y.dtype]}", dims, y, bias, base, rows, out)
         ctx.save_for_backward(y, bias, base, rows, dims)
         ctx.activation, ctx.mode, ctx.d = activation, mode, d
         return out
@@ -114,8 +111,7 @@ class _ActivationJet(torch.autograd.Function):
                 grads = iter(torch.autograd.grad(out, wanted, gout, create_graph=True))
             return *(next(grads) if need else None for need in ctx.needs_input_grad[:2]), None, None, None
         gy = torch.empty_like(y)
-        fn = getattr(kernel.library(), f"mlp_act_backward_{kernel.SUFFIX[y.dtype]}")
-        fn(*map(kernel.pointer, (dims, y, bias, base, rows, gout.contiguous(), gy)), ctypes.c_int(torch.get_num_threads()))
+        kernel.call(f"mlp_act_backward_{kernel.SUFFIX[y.dtype]}", dims, y, bias, base, rows, gout.contiguous(), gy)
         gb = gy[0].reshape(-1, y.shape[-1]).sum(dim=0) if ctx.needs_input_grad[1] else None
         return gy, gb, None, None, None
 
