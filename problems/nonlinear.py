@@ -19,7 +19,7 @@ from kanpde.pde.references.burgers import burgers
 from kanpde.pde.references.settings import check_overrides, reference
 from kanpde.pde.references.spectral import allen_cahn, kdv
 from kanpde.registry import register_problem
-from kanpde.validate import check_number
+from kanpde.validate import ConfigError, check_number
 
 PI = math.pi
 
@@ -61,14 +61,18 @@ class AllenCahn(Evolution1D):
     """Allen-Cahn equation (Wang et al. 2022, causal training; jaxpi; PirateNets).
 
     Domain x in [-1, 1) periodic, t in [0, 1];  u_t = eps u_xx - a u^3 + a u, eps = 1e-4, a = 5;
-    u(x, 0) = x^2 cos(pi x);  u and u_x periodic.
+    u(x, 0) = x^2 cos(pi x);  u and u_x periodic (u0's u_x is not: a kink at x = +-1 that the
+    solution smooths at once; `fade` > 0 lets the hard transform follow, `kanpde.pde.evolution`).
     Reference: Fourier pseudo-spectral in x, ETDRK4 in t.
     """
 
     def __init__(self, eps: float = 1e-4, a: float = 5.0, n_interior: int = 4000, n_boundary: int = 200,
                  n_initial: int = 400, sampling: str = "sobol", n_test: int = 10_000, hard: bool = True,
-                 reference: dict | None = None):
+                 fade: float = 0.0, reference: dict | None = None):
         super().__init__(n_interior, n_boundary, n_initial, sampling, n_test, hard)
+        self.fade = check_number(fade, "problem.fade", minimum=0.0, finite=True)
+        if self.fade > 0 and not self.hard:
+            raise ConfigError(f"problem.fade={fade!r} shapes the hard initial data: it needs problem.hard=true")
         self.eps = check_number(eps, "problem.eps", positive=True, finite=True)
         self.a = check_number(a, "problem.a", finite=True)
         self.ref_settings = check_overrides(reference, allen_cahn, {"eps": self.eps, "a": self.a})

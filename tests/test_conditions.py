@@ -134,6 +134,20 @@ def test_hard_constraints_hold_to_rounding(name):
         assert float(j.grad[:, 0, 1].abs().max()) < 1e-14
 
 
+def test_faded_initial_data():
+    """fade = tau: u = e^(-t/tau) u0 + (1 - e^(-t/tau)) N, so u0 at t = 0 to rounding, and the
+    network's value, periodic in its derivatives too, once t >> tau (here to e^(-50))."""
+    prob = build_problem({"name": "allen_cahn", **SMALL, "n_initial": 16, "hard": True, "fade": 0.02})
+    net = KAN([2, 5, 1], generator=gen(8), dtype=F64)
+    sol = prob.solution(net)
+    x0 = prob.domain.boundary(50, "random", gen(9), where="initial")[0]
+    torch.testing.assert_close(sol(x0), prob.initial(x0), rtol=0, atol=1e-14)
+    late = torch.stack([torch.linspace(-1, 1, 9, dtype=F64), torch.ones(9, dtype=F64)], dim=1)
+    torch.testing.assert_close(sol(late), net(late), rtol=0, atol=1e-20)
+    with pytest.raises(ConfigError, match="problem.fade=0.1 .* needs problem.hard=true"):
+        build_problem({"name": "allen_cahn", "hard": False, "fade": 0.1})
+
+
 @pytest.mark.parametrize("mode", ["laplacian", "diag", "full"])
 @pytest.mark.parametrize("use_kernel", [True, False])
 def test_solution_jet_equals_nested_autograd(mode, use_kernel):

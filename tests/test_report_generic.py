@@ -18,9 +18,10 @@ from tests.test_plot import make_record
 
 
 def _run(folder: Path, problem: str, model: str, width: list[int], seed: int, rel_l2: float,
-         wall: float = 2.0, status: str = "ok", **metrics) -> None:
-    """A record of a 1-D problem: rel_l2 falls geometrically from 1 to `rel_l2` over `wall` s."""
-    config = {"problem": {"name": problem, "n_interior": 100}, "model": {"name": model, "width": width},
+         wall: float = 2.0, status: str = "ok", options: dict | None = None, **metrics) -> None:
+    """A record of a 1-D problem: rel_l2 falls geometrically from 1 to `rel_l2` over `wall` s;
+    `options` go into its problem config."""
+    config = {"problem": {"name": problem, "n_interior": 100, **(options or {})}, "model": {"name": model, "width": width},
               "optim": {"name": "pde"}, "seed": seed}
     base = {"model": model, "width": width, "seed": seed, "status": status, "rel_l2": rel_l2,
             "max_err": 2 * rel_l2, "wall_s": wall, "n_params": 10 * width[1]}
@@ -91,6 +92,22 @@ def test_inverse_and_component_columns(tmp_path: Path):
     assert (row["kappa"], row["kappa_true"], row["kappa_rel_err"], row["rel_l2_u"]) == ("0.1005", "0.1", "1.00e-02", "1.00e-03")
     header = (tmp_path / "out" / "report.md").read_text().split("| ok/diverged/failed |")[1].split("\n")[0]
     assert header == " rel_l2_u | kappa | kappa_true | kappa_rel_err |"
+
+
+def test_configurations_differing_in_problem_options_say_how(tmp_path: Path):
+    """Two configurations of one problem and model that differ only in a problem option: one row
+    each, with a "problem options" column naming the values (a record without the key: default)."""
+    for seed in (0, 1):
+        _run(tmp_path / "runs" / f"plain{seed}", "sine1d", "kan", [1, 5, 1], seed, 1e-3)
+        _run(tmp_path / "runs" / f"faded{seed}", "sine1d", "kan", [1, 5, 1], seed, 1e-4, options={"fade": 0.1})
+    report([tmp_path / "runs"], tmp_path / "out")
+    rows = _table(tmp_path / "out")
+    assert sorted((r["problem options"], r["rel L2 median"]) for r in rows) == [("fade=0.1", "1.00e-04"),
+                                                                                 ("fade=default", "1.00e-03")]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| model | width | optim | problem options | seeds |" in text
+    report([tmp_path / "runs" / "plain0", tmp_path / "runs" / "plain1"], tmp_path / "same")
+    assert "problem options" not in (tmp_path / "same" / "report.md").read_text()
 
 
 def test_unreadable_records_are_skipped_with_a_warning(tmp_path: Path, caplog):

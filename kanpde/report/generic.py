@@ -5,6 +5,8 @@ summary table of the best KAN and MLP per problem beside the published figures f
 
 A configuration is every run that differs only in its seed (`kanpde.report.records.group_runs`);
 its numbers are medians over the seeds that finished (status ok), with the spread of rel_l2.
+Where configurations of one problem differ in the problem's own options (`problem.fade=0.1`
+against none, say), a column "problem options" names each one's values of those options.
 Inverse problems add their recovery errors (metrics ending in _rel_err or _rel_l2) and the
 recovered values; systems add the error of each output. Runs that failed or diverged are listed.
 A pure function of the records: the same records give the same files.
@@ -71,10 +73,27 @@ def extra_keys(runs: list[Run]) -> list[str]:
     return parts
 
 
+OPTIONS = "problem options"
+
+
+def differing_options(groups: list[Group]) -> list[str]:
+    """Per configuration, its values of the problem options that differ between the
+    configurations ("fade=0.1, n_initial=800"; "fade=default" where a run's config lacks the
+    key, as one made before the option existed), or [] when none differ."""
+    configs = [g.runs[0].config.get("problem") or {} for g in groups]
+    keys = sorted({k for c in configs for k in c} - {"name"})
+    varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    if not varying:
+        return []
+    return [", ".join(f"{k}={c.get(k, 'default')}" for k in varying) for c in configs]
+
+
 def table_rows(problem: str, groups: list[Group], extra: list[str]) -> list[dict]:
-    """One row per configuration: the `COLUMNS` and the `extra` metric medians."""
+    """One row per configuration: the `COLUMNS`, the differing problem options (`OPTIONS`,
+    where some differ) and the `extra` metric medians."""
     rows = []
-    for g in groups:
+    options = differing_options(groups)
+    for i, g in enumerate(groups):
         med, lo, hi = median_range(g.values("rel_l2"))
         counts = [sum(r.metrics.get("status") == s for r in g.runs) for s in STATUSES[:2]]
         counts.append(len(g.runs) - sum(counts))  # failed, interrupted (listed below with their status)
@@ -83,6 +102,8 @@ def table_rows(problem: str, groups: list[Group], extra: list[str]) -> list[dict
                "rel L2 min - max": "-" if math.isnan(med) else f"{lo:.2e} - {hi:.2e}",
                "max err median": _e(_median(g, "max_err")), "wall s median": _g(_median(g, "wall_s")),
                "params": str(_first(g, "n_params") or "-"), "ok/diverged/failed": "/".join(map(str, counts))}
+        if options:
+            row[OPTIONS] = options[i]
         for key in extra:  # errors in e-notation, recovered values and truths as numbers
             row[key] = (_e if "rel_" in key else _g)(_median(g, key))
         rows.append(row)
@@ -184,7 +205,7 @@ def section(problem: str, runs: list[Run], out: Path) -> tuple[list[str], list[d
     against = ("" if not ok else "; errors against a reference solution" if any("reference" in r.metrics for r in ok)
                else "; errors against the exact solution")
     lines = [f"## {problem}\n", f"{_count(len(runs), 'run')} in {_count(len(groups), 'configuration')}{shape}"
-             f"{against} (medians over the seeds that finished).\n", _markdown(rows, [c for c in COLUMNS if c != "problem"] + extra),
+             f"{against} (medians over the seeds that finished).\n", _markdown(rows, _columns(rows, extra)),
              *comparison(groups), ""]
     curves = plot_error_vs_time(problem, groups, out / f"error_vs_time_{problem}")
     if curves:
@@ -200,6 +221,15 @@ def section(problem: str, runs: list[Run], out: Path) -> tuple[list[str], list[d
     if bad:
         lines += ["Runs not ok:\n"] + [f"- `{r.path}`: {r.metrics.get('status', '?')}" + _reason(r) for r in bad] + [""]
     return lines, rows
+
+
+def _columns(rows: list[dict], extra: list[str]) -> list[str]:
+    """The section table's columns: `COLUMNS` less the problem, the differing problem options
+    after the optimiser where there are any, then the extra metrics."""
+    cols = [c for c in COLUMNS if c != "problem"]
+    if any(OPTIONS in r for r in rows):
+        cols.insert(cols.index("optim") + 1, OPTIONS)
+    return cols + extra
 
 
 def _count(n: int, noun: str) -> str:
