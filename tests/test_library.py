@@ -143,12 +143,28 @@ def test_benchmark_experiment_sweeps_the_library():
     with initialize_config_module(config_module="kanpde.conf", version_base="1.3"):
         cfg = compose("config", overrides=["experiment=benchmark"], return_hydra_config=True)
         params = cfg.hydra.sweeper.params
-        assert params.problem.split(",") == LIBRARY and params.recipe == "library_kan,library_mlp"
+        assert params.problem.split(",") == LIBRARY and params.recipe == "library_kan,best_mlp"
         assert params.seed == "0,1,2" and cfg.threads == 1
-        mlp = compose("config", overrides=["experiment=benchmark", "problem=helmholtz", "recipe=library_mlp"])
+        mlp = compose("config", overrides=["experiment=benchmark", "problem=helmholtz", "recipe=best_mlp"])
         kan = compose("config", overrides=["experiment=benchmark", "problem=helmholtz", "recipe=library_kan"])
+        burgers = compose("config", overrides=["experiment=benchmark", "problem=burgers", "recipe=best_mlp"])
     assert list(mlp.model.width) == ["in", 50, 50, 50, "out"] and mlp.optim.name == "pde"
     assert kan.model.name == "kan" and kan.optim.name == "lm" and kan.model.order == 5
+    assert burgers.model.name == "mlp" and list(burgers.model.width) == ["in", 30, 30, 30, "out"]
+    assert burgers.optim.name == "lm" and burgers.progress is False
+
+
+@pytest.mark.parametrize("problem", ["burgers", "allen_cahn"])
+def test_best_mlp_is_the_problems_own_recipe(problem):
+    """recipe=best_mlp picks conf/recipe_by_problem/<problem>_best_mlp.yaml: the same model,
+    problem and stages as recipe=<problem>_mlp (Allen-Cahn with its fade); elsewhere library_mlp."""
+    best = compose_config([f"problem={problem}", "recipe=best_mlp"], shrink=False)
+    own = compose_config([f"problem={problem}", f"recipe={problem}_mlp"], shrink=False)
+    assert best.model == own.model and best.problem == own.problem
+    assert best.optim.stages == own.optim.stages and (best.optim.name, best.optim.damping) == ("lm", own.optim.damping)
+    assert best.problem.get("fade", 0.0) == (0.1 if problem == "allen_cahn" else 0.0)
+    heat = compose_config(["problem=heat", "recipe=best_mlp"], shrink=False)
+    assert heat == compose_config(["problem=heat", "recipe=library_mlp"], shrink=False)
 
 
 USER_PROBLEM = '''
