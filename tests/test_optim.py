@@ -203,22 +203,16 @@ def test_pointwise_jacobian_equals_autograd_rows(name, kw):
     torch.testing.assert_close(jac, autograd_rows(r0, params), rtol=0, atol=1e-12)
 
 
-def test_pointwise_jacobian_of_an_mlp_through_a_third_derivative():
-    """KdV's u_xxx in the per-point route (forward mode under torch.func) on an MLP's jets."""
-    prob = build_problem({"name": "kdv", "n_interior": 30, "n_boundary": 10, "n_test": 10})
-    model = MLP([2, 6, 6, 1], activation="tanh", generator=gen(10), dtype=F64)
-    data = prob.sample(gen(11))
-    r0 = prob.residual_vector(model, data, fast=True)
-    r, jac = prob.residual_jacobian(model, data)
-    torch.testing.assert_close(r, r0.detach(), rtol=0, atol=1e-12)
-    torch.testing.assert_close(jac, autograd_rows(r0, list(model.parameters())), rtol=0, atol=1e-12)
-
-
-def test_pointwise_jacobian_of_an_mlp():
-    """The per-point route also takes an MLP's forward jets (heat equation, float64)."""
-    prob = build_problem({"name": "heat", "n_interior": 40, "n_boundary": 12, "n_initial": 12, "n_test": 10, "hard": False})
-    model = MLP([2, 8, 8, 1], activation="tanh", generator=gen(8), dtype=F64)
-    data = prob.sample(gen(9))
+@pytest.mark.parametrize("problem, width, seed", [
+    ({"name": "heat", "n_interior": 40, "n_boundary": 12, "n_initial": 12, "n_test": 10, "hard": False}, [2, 8, 8, 1], 8),
+    ({"name": "kdv", "n_interior": 30, "n_boundary": 10, "n_test": 10}, [2, 6, 6, 1], 10),  # u_xxx: forward mode
+])
+def test_pointwise_jacobian_of_an_mlp(problem, width, seed):
+    """The per-point route also takes an MLP's forward jets (float64): the heat equation, and
+    KdV's u_xxx (forward mode under torch.func)."""
+    prob = build_problem(problem)
+    model = MLP(width, activation="tanh", generator=gen(seed), dtype=F64)
+    data = prob.sample(gen(seed + 1))
     r0 = prob.residual_vector(model, data, fast=True)
     r, jac = prob.residual_jacobian(model, data)
     torch.testing.assert_close(r, r0.detach(), rtol=0, atol=1e-12)
